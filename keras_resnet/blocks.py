@@ -1,0 +1,201 @@
+"""Residual, highway and plain blocks as functions from a Keras tensor to a Keras tensor.
+
+Every block is made of plain Keras layers (no Lambda, no subclassed layers), so tfmot and the TFLite
+converter see each one. The layer library is taken from the input tensor: a Keras 3 tensor gets
+``keras.layers``, a tf_keras (Keras 2) tensor gets ``tf_keras.layers`` — the same code builds both twins.
+
+Layer names follow keras.applications: ``{name}_{i}_conv|bn|relu|pad`` for the i-th conv of the branch,
+``{name}_0_*`` for the shortcut, ``{name}_preact_bn|relu`` (v2), ``{name}_add`` and ``{name}_out``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+BN_EPSILON = 1.001e-5  # keras.applications' value; the pretrained weights were trained with it
+GATE_BIAS = -2.0  # highway gates start closed: the block first carries its input
+
+Shortcut = Literal["A", "B", "C"]
+Skip = Literal["residual", "highway", "none"]
+StrideOn = Literal["1x1", "3x3"]
+
+# Branch layouts: (kernel size, channels as a multiple of `filters`, whether `width` scales it).
+BRANCHES: dict[str, tuple[tuple[int, int, bool], ...]] = {
+    "basic": ((3, 1, True), (3, 1, True)),
+    "bottleneck": ((1, 1, True), (3, 1, True), (1, 4, False)),
+}
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """How a block is built; one value is shared by every block of a model.
+
+    preact: pre-activation (v2: BN → ReLU → conv) instead of post-activation (v1: conv → BN → ReLU).
+    shortcut: "A" strided subsample + zero-padded channels, "B" 1×1 projection where channels change,
+        "C" projection on every block.
+    skip: "residual" adds the shortcut, "highway" gates it, "none" drops it (plain nets).
+    stride_on: the conv that downsamples in a bottleneck: "1x1" (original, keras.applications) or
+        "3x3" (v1.5). Basic blocks always stride on their first 3×3.
+    avg_down: ResNet-D shortcut, 2×2 average pooling then a stride-1 1×1 projection.
+    width: multiplier of the inner widths (Wide ResNets).
+    use_bias: give every conv a bias (keras.applications v1); otherwise only convs not followed by BN.
+    zero_init: start the branch at zero (last BN gamma in v1, last conv kernel in v2).
+    weight_decay: L2 penalty ``weight_decay / 2 · ||w||²`` on kernels, whose gradient is ``weight_decay · w``.
+    """
+
+    preact: bool = False
+    shortcut: Shortcut = "B"
+    skip: Skip = "residual"
+    stride_on: StrideOn = "1x1"
+    avg_down: bool = False
+    width: float = 1.0
+    use_bias: bool = False
+    zero_init: bool = False
+    weight_decay: float = 0.0
+    kernel_initializer: str = "he_normal"
+
+    def __post_init__(self) -> None:
+        _check("shortcut", self.shortcut, ("A", "B", "C"))
+        _check("skip", self.skip, ("residual", "highway", "none"))
+        _check("stride_on", self.stride_on, ("1x1", "3x3"))
+        if not self.width > 0:
+            raise ValueError(f"width must be positive; got {self.width}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
+
+
+def _check(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def keras_lib(x: Any) -> ModuleType:
+    """The Keras library a tensor belongs to: ``tf_keras`` for Keras 2 tensors, else ``keras``."""
+    root = type(x).__module__.split(".")[0]
+    return importlib.import_module("tf_keras" if root in ("tf_keras", "tensorflow") else "keras")
+
+
+def channels(x: Any) -> int:
+    return int(x.shape[-1])
+
+
+def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride: int = 1,
+         bias: bool = False, pad: bool = False, zero: bool = False):
+    """Conv2D with the model's initializer and decay; ``pad`` uses an explicit symmetric ZeroPadding2D."""
+    lib = keras_lib(x)
+    padding = "same"
+    if kernel > 1 and pad:
+        x = lib.layers.ZeroPadding2D(kernel // 2, name=name.replace("_conv", "_pad"))(x)
+        padding = "valid"
+    decay = lib.regularizers.L2(opts.weight_decay / 2) if opts.weight_decay else None
+    return lib.layers.Conv2D(
+        filters, kernel, strides=stride, padding=padding, use_bias=bias or opts.use_bias,
+        kernel_initializer="zeros" if zero else opts.kernel_initializer, kernel_regularizer=decay, name=name,
+    )(x)
+
+
+def bn(x, name: str, *, zero: bool = False):
+    return keras_lib(x).layers.BatchNormalization(
+        axis=-1, epsilon=BN_EPSILON, gamma_initializer="zeros" if zero else "ones", name=name
+    )(x)
+
+
+def relu(x, name: str):
+    return keras_lib(x).layers.Activation("relu", name=name)(x)
+
+
+def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOptions):
+    """The carry path: identity, subsample (+ zero channels, option A) or 1×1 projection (B/C, D).
+
+    ``preact`` is the pre-activated input of a v2 block (projections read it, identities read ``x``).
+    """
+    lib = keras_lib(x)
+    grows = channels(x) != out_channels
+    if opts.shortcut == "C" or (opts.shortcut == "B" and grows):
+        source = preact
+        if opts.avg_down and stride > 1:
+            source = lib.layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_0_pool")(source)
+            stride = 1
+        y = conv(source, out_channels, 1, f"{name}_0_conv", opts, stride=stride, bias=opts.preact)
+        return y if opts.preact else bn(y, f"{name}_0_bn")
+    if stride > 1:
+        x = lib.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
+    if grows:  # option A: concatenate zeros, as fb.resnet.torch's Concat(Identity, MulConstant(0))
+        if out_channels % channels(x):
+            raise ValueError(
+                f"{name}: shortcut option 'A' needs output channels to be a multiple of input channels "
+                f"(got {channels(x)} -> {out_channels}); use shortcut='B'"
+            )
+        zeros = lib.layers.Rescaling(0.0, name=f"{name}_0_zeros")(x)
+        copies = out_channels // channels(x) - 1
+        x = lib.layers.Concatenate(name=f"{name}_0_pad")([x] + [zeros] * copies)
+    return x
+
+
+def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = "block",
+          opts: BlockOptions = BlockOptions()):
+    """One block: a branch of ``BRANCHES[kind]`` convs, joined to its input as ``opts.skip`` says."""
+    layout = BRANCHES[kind]
+    stride_at = next(i for i, (k, _, _) in enumerate(layout) if k == 3) if opts.stride_on == "3x3" else 0
+    out_channels = layout[-1][1] * filters
+    lib = keras_lib(x)
+
+    y = x
+    if opts.preact:
+        y = relu(bn(x, f"{name}_preact_bn"), f"{name}_preact_relu")
+    carry = None if opts.skip == "none" else shortcut(x, y, out_channels, stride, name, opts)
+
+    last = len(layout)
+    for i, (kernel, mult, widen) in enumerate(layout, start=1):
+        s = stride if i - 1 == stride_at else 1
+        n = int(round(filters * mult * (opts.width if widen else 1)))
+        final = i == last
+        y = conv(y, n, kernel, f"{name}_{i}_conv", opts, stride=s, bias=opts.preact and final,
+                 pad=opts.preact or s > 1, zero=opts.zero_init and opts.preact and final)
+        if not (opts.preact and final):
+            y = bn(y, f"{name}_{i}_bn", zero=opts.zero_init and final)
+        if not final:
+            y = relu(y, f"{name}_{i}_relu")
+
+    if carry is None:
+        return y if opts.preact else relu(y, f"{name}_out")
+    if opts.skip == "highway":
+        # y = H·T + carry·(1 − T) = carry + T·(H − carry), with T = sigmoid(conv1x1(carry) + b), b < 0.
+        gate = lib.layers.Conv2D(
+            out_channels, 1, bias_initializer=lib.initializers.Constant(GATE_BIAS), name=f"{name}_gate_conv"
+        )(carry)
+        gate = lib.layers.Activation("sigmoid", name=f"{name}_gate")(gate)
+        delta = lib.layers.Subtract(name=f"{name}_delta")([y, carry])
+        y = lib.layers.Multiply(name=f"{name}_gated")([gate, delta])
+    if opts.preact:
+        return lib.layers.Add(name=f"{name}_out")([carry, y])
+    return relu(lib.layers.Add(name=f"{name}_add")([carry, y]), f"{name}_out")
+
+
+def basic_block(x, filters: int, *, stride: int = 1, name: str = "block", opts: BlockOptions = BlockOptions()):
+    """Two 3×3 convs; output has ``filters · width`` channels."""
+    return block(x, filters, "basic", stride=stride, name=name, opts=opts)
+
+
+def bottleneck_block(x, filters: int, *, stride: int = 1, name: str = "block",
+                     opts: BlockOptions = BlockOptions()):
+    """1×1 → 3×3 → 1×1 convs; output has ``4 · filters`` channels."""
+    return block(x, filters, "bottleneck", stride=stride, name=name, opts=opts)
+
+
+def stack(x, filters: int, blocks: int, kind: str, *, stride: int, name: str, opts: BlockOptions,
+          stride_last: bool = False):
+    """``blocks`` blocks named ``{name}_block{i}``; the stride goes on the first (or, keras V2, the last).
+
+    Returns ``(output, feature)``: the feature is the stage's last tensor at its working resolution.
+    """
+    feature = x
+    for i in range(1, blocks + 1):
+        s = stride if (i == blocks if stride_last else i == 1) else 1
+        if s > 1 and i > 1:
+            feature = x
+        x = block(x, filters, kind, stride=s, name=f"{name}_block{i}", opts=opts)
+    return x, (feature if stride_last and stride > 1 else x)
