@@ -1,0 +1,693 @@
+"""Training with He et al.'s recipe: ``keras-resnet train`` and :func:`train`.
+
+Recipe (He et al. 2015, CIFAR-10): SGD with momentum 0.9, learning rate 0.1 per 128 images
+(``lr = 0.1 · batch / 128``), weight decay 1e-4 (the builders' ``weight_decay``, gradient ``wd · w``),
+learning rate ÷10 at 50% and 75% of the training steps (or ``schedule="cosine"``), optional constant
+warm-up at lr/10 (their ResNet-110 trick), 4-pixel pad + random crop + horizontal flip.
+
+Everything a run writes lives in its output folder::
+
+    best.keras  last.keras  history.csv  summary.json  curves.png  logs/ (TensorBoard)  backup/
+
+``backup/`` makes a run resumable: a run killed at any moment (SIGKILL included) and restarted with
+the same arguments continues after its last completed epoch. After every epoch the model (with its
+optimizer state) is saved to ``backup/``, then ``backup/state.json`` is replaced atomically (the commit
+point), then ``last.keras``, ``best.keras`` and ``history.csv`` are published from the committed state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import functools
+import importlib.util
+import io
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from keras_resnet import data as data_lib
+from keras_resnet.errors import UserError
+
+STRATEGIES = ("auto", "mirrored", "multiworker")
+SCHEDULES = ("step", "cosine")
+STATE_VERSION = 1
+
+
+@dataclass
+class Recipe:
+    """The arguments that define a run (saved in ``summary.json``; a resumed run must match them)."""
+
+    model: str = "resnet20"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float | None = None  # None: 0.1 · batch_size / 128
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    warmup_epochs: float = 0.0
+    warmup_factor: float = 0.1
+    mixed_precision: bool = False
+    augment: bool = True
+    seed: int = 0
+    limit: int | None = None  # use only the first N training images (quick trials, tests)
+    builder_options: dict[str, Any] = field(default_factory=dict)
+
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else 0.1 * self.batch_size / 128
+
+    def check(self) -> None:
+        from keras_resnet.build import MODELS
+
+        key = _model_key(self.model)
+        if key not in MODELS:
+            raise UserError(f"unknown model {self.model!r}; `keras-resnet models` lists them "
+                            f"(e.g. resnet20, resnet56, plain20, resnet50)")
+        data_lib.parse_name(self.dataset, self.data_dir)
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name.replace('_', ' ')} must be a positive integer; got {value!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise UserError(f"learning rate must be positive; got {self.lr}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise UserError("weight decay must be >= 0 and momentum in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise UserError(f"warm-up epochs must be in [0, epochs); got {self.warmup_epochs}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"limit must be a positive number of images; got {self.limit}")
+        if self.image_size is not None and self.image_size < 8:
+            raise UserError(f"image size must be at least 8; got {self.image_size}")
+
+
+def _model_key(name: str) -> str:
+    return str(name).lower().replace("-", "").replace("_", "")
+
+
+# ---- model -----------------------------------------------------------------------------------------------
+
+
+def model_for_dataset(name: str, info: data_lib.DatasetInfo, *, mean=None, variance=None,
+                      mixed_precision: bool = False, **builder_kwargs):
+    """``Input (float32 pixels 0–255) → Normalization(name="normalization") → builder`` as one functional model.
+
+    The per-channel constants default to ``info.mean``/``info.variance`` (the training split's), so a
+    saved model carries them and is fed raw pixels. The model is named after the builder (e.g. "resnet20").
+    With ``mixed_precision`` the layers compute in float16 and the classifier in float32.
+    """
+    import keras
+
+    from keras_resnet.build import MODELS, build
+
+    key = _model_key(name)
+    if key not in MODELS:
+        raise UserError(f"unknown model {name!r}; `keras-resnet models` lists them")
+    mean = info.mean if mean is None else mean
+    variance = info.variance if variance is None else variance
+    kwargs = {"classes": info.num_classes, "weights": None, **builder_kwargs}
+    with _dtype_policy("mixed_float16" if mixed_precision else None):
+        inputs = keras.Input(info.image_shape, name="image")
+        x = keras.layers.Normalization(mean=list(mean), variance=list(variance), name="normalization")(inputs)
+        model = build(key, input_tensor=x, name=key, **kwargs)
+        if mixed_precision:  # softmax and the loss in float32: rebuild the classifier with a float32 policy
+            def clone(layer):
+                config = layer.get_config()
+                if layer.name == "predictions":
+                    config["dtype"] = "float32"
+                return layer.__class__.from_config(config)
+
+            model = keras.models.clone_model(model, clone_function=clone)
+    return model
+
+
+@contextlib.contextmanager
+def _dtype_policy(policy: str | None):
+    import keras
+
+    if policy is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@functools.cache
+def _schedule_class():
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="keras_resnet")
+    class ResNetSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """Constant warm-up at ``warmup_lr``, then ``base_lr`` ÷10 at 50% and 75% of ``total_steps`` (or cosine)."""
+
+        def __init__(self, base_lr, total_steps, warmup_steps=0, warmup_lr=0.0, kind="step"):
+            self.base_lr = float(base_lr)
+            self.total_steps = int(total_steps)
+            self.warmup_steps = int(warmup_steps)
+            self.warmup_lr = float(warmup_lr)
+            self.kind = kind
+
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            if self.kind == "cosine":
+                span = max(self.total_steps - self.warmup_steps, 1)
+                progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+                lr = 0.5 * self.base_lr * (1.0 + ops.cos(math.pi * progress))
+            else:
+                lr = self.base_lr * ops.where(step >= 0.5 * self.total_steps, 0.1, 1.0) \
+                    * ops.where(step >= 0.75 * self.total_steps, 0.1, 1.0)
+            return ops.where(step < self.warmup_steps, self.warmup_lr, lr)
+
+        def get_config(self):
+            return {"base_lr": self.base_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                    "warmup_lr": self.warmup_lr, "kind": self.kind}
+
+    return ResNetSchedule
+
+
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int) -> None:
+    """SGD + momentum with the recipe's schedule, sparse cross-entropy, accuracy (and top-5 above 5 classes)."""
+    import keras
+
+    schedule = _schedule_class()(
+        recipe.base_lr(), recipe.epochs * steps_per_epoch, int(round(recipe.warmup_epochs * steps_per_epoch)),
+        recipe.base_lr() * recipe.warmup_factor, recipe.schedule)
+    metrics: list[Any] = ["accuracy"]
+    if num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum),
+                  loss="sparse_categorical_crossentropy", metrics=metrics)
+
+
+# ---- distribution ----------------------------------------------------------------------------------------
+
+
+def make_strategy(name: str = "auto"):
+    """``auto``: MultiWorkerMirrored if TF_CONFIG names several tasks, Mirrored on several GPUs, else default."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    cluster = _tf_config().get("cluster", {})
+    workers = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
+    if name == "multiworker" or (name == "auto" and workers > 1):
+        if not os.environ.get("TF_CONFIG"):
+            raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment; "
+                            "see docs/training.md")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _tf_config() -> dict:
+    try:
+        return json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError as error:
+        raise UserError(f"TF_CONFIG is not valid JSON: {error}") from None
+
+
+def is_chief(strategy=None) -> bool:
+    """Whether this process writes the run's files (the chief; worker 0 when the cluster has no chief)."""
+    config = _tf_config()
+    task = config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if strategy is None or kind is None or "MultiWorker" not in type(strategy).__name__:
+        return True
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in config.get("cluster", {}))
+
+
+# ---- files -----------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_save_model(model, path: str) -> None:
+    folder, base = os.path.split(path)
+    tmp = os.path.join(folder, f".{base[:-len('.keras')]}.tmp-{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _publish(src: str, dst: str) -> None:
+    """``dst`` becomes ``src``'s content atomically (a hard link when the file system allows)."""
+    tmp = f"{dst}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _history_csv(rows: list[dict]) -> str:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def plot_curves(rows: list[dict], path: str, title: str = "") -> None:
+    """Loss and accuracy per epoch (train and validation) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for prefix, style in (("", "--"), ("val_", "-")):
+            values = [r.get(prefix + metric) for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, label=("validation " if prefix else "train ") + metric)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---- the run state: backup, history, best ---------------------------------------------------------------
+
+
+class RunState:
+    """The committed progress of a run in ``OUTPUT/backup/state.json`` and the files published from it."""
+
+    def __init__(self, output: str, write: bool):
+        self.output = output
+        self.backup = os.path.join(output, "backup")
+        self.write = write
+        self.epoch = 0
+        self.rows: list[dict] = []
+        self.best: dict | None = None  # {"epoch", "value", "file"}
+        self.last_file: str | None = None
+        self.train_time = 0.0
+        self.recipe: dict | None = None
+        self.starts: list[int] = []
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.backup, "state.json")
+
+    def restore(self, recipe: dict) -> bool:
+        if not os.path.isfile(self.path):
+            return False
+        try:
+            with open(self.path) as f:
+                state = json.load(f)
+            self.epoch, self.rows, self.best = state["epoch"], state["history"], state["best"]
+            self.last_file, self.train_time, self.recipe = state["last_file"], state["train_time_s"], state["recipe"]
+            self.starts = state.get("starts", [])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UserError(f"cannot resume: {self.path} is unreadable ({error}); delete {self.backup} to restart"
+                            ) from None
+        if self.recipe != recipe:
+            changed = sorted(k for k in set(recipe) | set(self.recipe) if recipe.get(k) != self.recipe.get(k))
+            raise UserError(f"{self.output} holds a run with different arguments ({', '.join(changed)}); "
+                            f"use another --output or delete the folder")
+        return True
+
+    def commit(self) -> None:
+        if not self.write:
+            return
+        state = {"version": STATE_VERSION, "epoch": self.epoch, "history": self.rows, "best": self.best,
+                 "last_file": self.last_file, "train_time_s": self.train_time, "recipe": self.recipe,
+                 "starts": self.starts}
+        _atomic_write(self.path, json.dumps(state, indent=1))
+        self.publish()
+
+    def publish(self) -> None:
+        """Make last.keras, best.keras, history.csv match the committed state; drop stale backups."""
+        if not self.write:
+            return
+        if self.last_file:
+            _publish(os.path.join(self.backup, self.last_file), os.path.join(self.output, "last.keras"))
+        if self.best:
+            _publish(os.path.join(self.backup, self.best["file"]), os.path.join(self.output, "best.keras"))
+        _atomic_write(os.path.join(self.output, "history.csv"), _history_csv(self.rows))
+        keep = {"state.json", self.last_file, self.best and self.best["file"]}
+        for name in os.listdir(self.backup):
+            if name not in keep:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.backup, name))
+
+
+@functools.cache
+def _callback_class():
+    import keras
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Times each epoch, logs the learning rate, then saves the backup and commits the run state."""
+
+        def __init__(self, state: RunState, model_dir: str, n_train: int, monitor: str = "val_accuracy"):
+            super().__init__()
+            self.state, self.model_dir, self.n_train, self.monitor = state, model_dir, n_train, monitor
+            self.epoch_times: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+            self.t_train = None
+
+        def on_test_begin(self, logs=None):
+            if self.t_train is None:
+                self.t_train = time.perf_counter() - self.t0
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            seconds = time.perf_counter() - self.t0
+            train_seconds = self.t_train if self.t_train is not None else seconds
+            self.epoch_times.append(train_seconds)
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                   "epoch_time_s": round(seconds, 3), "train_images_per_s": round(self.n_train / train_seconds, 1)}
+            st = self.state
+            name = f"epoch-{epoch + 1}.keras"
+            _atomic_save_model(self.model, os.path.join(self.model_dir, name))
+            value = logs.get(self.monitor)
+            best = st.best
+            if value is not None and (best is None or value > best["value"]):
+                best = {"epoch": epoch + 1, "value": float(value), "file": name}
+            st.epoch, st.rows, st.best, st.last_file = epoch + 1, [*st.rows, row], best, name
+            st.train_time += seconds
+            st.commit()
+
+    return EpochEnd
+
+
+# ---- the API ---------------------------------------------------------------------------------------------
+
+
+def train(model: str = "resnet20", dataset: str = "digits", *, epochs: int = 30, batch_size: int = 128,
+          output: str = "runs/run", data_dir: str | None = None, image_size: int | None = None,
+          lr: float | None = None, momentum: float = 0.9, weight_decay: float = 1e-4, schedule: str = "step",
+          warmup_epochs: float = 0.0, warmup_factor: float = 0.1, mixed_precision: bool = False,
+          augment: bool = True, seed: int = 0, limit: int | None = None, strategy: str = "auto",
+          verbose: int | str = 1, builder_options: dict[str, Any] | None = None) -> dict:
+    """Train ``model`` on ``dataset`` with He et al.'s recipe; write the run to ``output``; return the summary.
+
+    Restarting with the same arguments resumes after the last completed epoch (see the module docstring).
+    ``builder_options``: extra keyword arguments of the builder (e.g. ``{"zero_init": True}``).
+    """
+    start = time.perf_counter()
+    recipe = Recipe(model=_model_key(model), dataset=dataset, data_dir=data_dir, image_size=image_size,
+                    epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                    schedule=schedule, warmup_epochs=warmup_epochs, warmup_factor=warmup_factor,
+                    mixed_precision=mixed_precision, augment=augment, seed=seed, limit=limit,
+                    builder_options=dict(builder_options or {}))
+    recipe.check()
+    output = os.path.abspath(os.path.expanduser(output))
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UserError(f"output {output} exists and is not a folder")
+    distribution = make_strategy(strategy)  # first: multi-worker collectives must be set up before any TF op
+    chief = is_chief(distribution)
+    info = data_lib.info(dataset, data_dir, image_size=image_size)
+    x_train, y_train = data_lib.load(dataset, "train", data_dir, image_size=image_size)
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_val, y_val = data_lib.load(dataset, "val", data_dir, image_size=image_size)
+    x_test, y_test = data_lib.load(dataset, "test", data_dir, image_size=image_size)
+    multiworker = "MultiWorker" in type(distribution).__name__
+    if multiworker and len(x_train) < batch_size:
+        raise UserError(f"multi-worker training drops partial batches: batch size {batch_size} exceeds the "
+                        f"{len(x_train)} training images")
+    steps = len(x_train) // batch_size if multiworker else math.ceil(len(x_train) / batch_size)
+
+    workdir = output if chief else tempfile.mkdtemp(prefix="keras-resnet-worker-")
+    try:
+        os.makedirs(os.path.join(workdir, "backup"), exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create output folder {workdir}: {error.strerror}") from None
+    try:
+        return _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
+                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start)
+    finally:
+        if not chief:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker, train_data, val_data,
+         test_data, verbose, start) -> dict:
+    import keras
+
+    state = RunState(workdir, write=True)
+    recipe_dict = asdict(recipe)
+    # Every worker resumes from the chief's committed state (OUTPUT on a shared file system for multi-worker).
+    reader = RunState(output, write=False)
+    resumed = reader.restore(recipe_dict)
+    state.epoch, state.rows, state.best, state.last_file = reader.epoch, reader.rows, reader.best, reader.last_file
+    state.train_time, state.recipe, state.starts = reader.train_time, recipe_dict, [*reader.starts, reader.epoch]
+    backup_file = os.path.join(reader.backup, reader.last_file) if resumed and reader.last_file else None
+    if chief and resumed:
+        state.publish()  # a kill between commit and publish leaves stale files: publish again
+
+    with distribution.scope():
+        model = model_for_dataset(recipe.model, info, mixed_precision=recipe.mixed_precision,
+                                  weight_decay=recipe.weight_decay, **recipe.builder_options)
+        compile_model(model, recipe, steps, info.num_classes)
+        if backup_file:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(backup_file)  # weights and optimizer state (iterations, momentum)
+    params = int(model.count_params())
+    n_train = len(train_data[0])
+    replicas = distribution.num_replicas_in_sync
+    if verbose:
+        where = f"resuming after epoch {state.epoch}" if resumed else "starting"
+        print(f"{recipe.model}: {params:,} parameters; {info.name}: {n_train} train / {len(val_data[0])} val / "
+              f"{len(test_data[0])} test images {info.image_shape}; {recipe.epochs} epochs of {steps} steps, "
+              f"batch {recipe.batch_size} on {replicas} replica(s), lr {recipe.base_lr():g} ({recipe.schedule}); "
+              f"{where}; output {output}", flush=True)
+    shard = multiworker
+    train_ds = data_lib.train_pipeline(*train_data, recipe.batch_size, flip=info.flip, seed=recipe.seed,
+                                       augment=recipe.augment, drop_remainder=multiworker, shard_by_data=shard)
+    val_ds = data_lib.eval_pipeline(*val_data, recipe.batch_size, shard_by_data=shard)
+    test_ds = data_lib.eval_pipeline(*test_data, recipe.batch_size, shard_by_data=shard)
+    epoch_end = _callback_class()(state, state.backup, n_train)
+    if state.epoch < recipe.epochs:
+        callbacks = [epoch_end]
+        if importlib.util.find_spec("tensorboard") is not None:
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, "logs")))
+        elif verbose:
+            print("note: the tensorboard package is not installed; no TensorBoard logs (pip install tensorboard)")
+        model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, initial_epoch=state.epoch, shuffle=False,
+                  callbacks=callbacks, verbose=verbose)
+
+    results: dict[str, Any] = {}
+    last = model.evaluate(test_ds, verbose=0, return_dict=True)
+    if state.best:
+        model.load_weights(os.path.join(state.backup, state.best["file"]))
+        best = model.evaluate(test_ds, verbose=0, return_dict=True)
+    else:
+        best = last
+    final = state.rows[-1] if state.rows else {}
+    for key in ("loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5"):
+        if key in final:
+            results[f"train_{key}" if not key.startswith("val_") else key] = final[key]
+    results.update({f"test_{k}": float(v) for k, v in best.items()})
+    results.update({f"last_test_{k}": float(v) for k, v in last.items()})
+    speeds = epoch_end.epoch_times[1:] or epoch_end.epoch_times
+    rates = [r["train_images_per_s"] for r in state.rows]
+    summary = {
+        "model": recipe.model,
+        "parameters": params,
+        "data": {"name": info.name, "data_dir": recipe.data_dir, "source": info.source, "classes": info.num_classes,
+                 "image_shape": list(info.image_shape), "train": n_train, "val": len(val_data[0]),
+                 "test": len(test_data[0]), "flip": info.flip},
+        "recipe": {**recipe_dict, "lr": recipe.base_lr(), "optimizer": "SGD", "loss": "sparse_categorical_crossentropy"},
+        "distribution": {"strategy": type(distribution).__name__, "replicas": replicas},
+        "epochs_completed": state.epoch,
+        "best_epoch": state.best["epoch"] if state.best else None,
+        "metrics": results,
+        "test_accuracy": results.get("test_accuracy"),
+        "images_per_s": round(n_train / statistics.median(speeds), 1) if speeds else
+        (statistics.median(rates[1:] or rates) if rates else None),
+        "train_time_s": round(state.train_time, 2),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "resumed_at_epochs": [e for e in state.starts if e > 0],
+        "files": {name: os.path.join(output, name) for name in
+                  ("best.keras", "last.keras", "history.csv", "summary.json", "curves.png", "logs")},
+    }
+    if chief:
+        plot_curves(state.rows, os.path.join(output, "curves.png"), f"{recipe.model} on {info.name}")
+        _atomic_write(os.path.join(output, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    if verbose:
+        print(_summary_text(summary), flush=True)
+    return summary
+
+
+def _summary_text(s: dict) -> str:
+    m = s["metrics"]
+    top5 = f", top-5 {m['test_top5']:.2%}" if "test_top5" in m else ""
+    return (f"done: {s['model']} on {s['data']['name']}, {s['epochs_completed']} epochs in {s['train_time_s']:.1f} s "
+            f"({s['images_per_s']} images/s). best epoch {s['best_epoch']} (val accuracy "
+            f"{m.get('val_accuracy', float('nan')):.2%} at the end); test accuracy {m['test_accuracy']:.2%}{top5} "
+            f"(last epoch: {m['last_test_accuracy']:.2%}). files in {os.path.dirname(s['files']['best.keras'])}")
+
+
+def compare(models: Sequence[str], dataset: str = "digits", *, epochs: int = 30, output: str = "runs/compare",
+            **kwargs) -> dict:
+    """He et al.'s degradation experiment (their Fig. 6): train each model, plot train and validation error.
+
+    Writes ``OUTPUT/MODEL/`` per run, ``OUTPUT/compare.png`` (dashed: training error, solid: validation
+    error) and ``OUTPUT/compare.json``; returns ``{"plot": path, "runs": {model: summary}}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not models:
+        raise UserError("compare needs at least one model")
+    runs = {m: train(m, dataset, epochs=epochs, output=os.path.join(output, _model_key(m)), **kwargs)
+            for m in models}
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for k, (name, summary) in enumerate(runs.items()):
+        with open(summary["files"]["history.csv"]) as f:
+            rows = list(csv.DictReader(f))
+        epochs_ = [int(r["epoch"]) for r in rows]
+        color = f"C{k}"
+        ax.plot(epochs_, [100 * (1 - float(r["accuracy"])) for r in rows], "--", color=color, linewidth=1)
+        ax.plot(epochs_, [100 * (1 - float(r["val_accuracy"])) for r in rows], "-", color=color, linewidth=2,
+                label=f"{name} (test {summary['test_accuracy']:.1%})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_title(f"{dataset}: training error (dashed), validation error (solid)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(output, exist_ok=True)
+    plot = os.path.join(output, "compare.png")
+    _save_figure(fig, plot)
+    result = {"plot": plot, "runs": runs}
+    _atomic_write(os.path.join(output, "compare.json"), json.dumps(result, indent=2) + "\n")
+    return result
+
+
+# ---- command line ----------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
+    return value
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def parser(prog: str = "keras-resnet train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, weight decay "
+                    "1e-4, lr ÷10 at 50%% and 75%% of training, pad-crop-flip augmentation).",
+        epilog="""examples:
+  keras-resnet train --model resnet20 --dataset digits --epochs 30 --batch-size 128 --output runs/r20
+  keras-resnet train --model resnet110 --dataset cifar10 --data-dir ~/data --epochs 164 --warmup-epochs 1
+  keras-resnet train --model resnet50 --dataset folder:~/flowers --image-size 96 --schedule cosine
+  keras-resnet train ... --strategy mirrored          # all GPUs of this machine, --batch-size is global
+  TF_CONFIG='{...}' keras-resnet train ... --strategy multiworker   # one process per machine
+
+The output folder receives best.keras, last.keras, history.csv, summary.json, curves.png, logs/ (TensorBoard)
+and backup/. Run the same command again after an interruption to resume after the last completed epoch.
+Datasets: digits (bundled, offline), cifar10, cifar100 (--data-dir: the folder with the official python
+batches), folder:PATH (one sub-folder of images per class). See docs/training.md.""")
+    p.add_argument("--model", default="resnet20", help="a name from `keras-resnet models` (default: resnet20)")
+    p.add_argument("--dataset", default="digits",
+                   help="digits, cifar10, cifar100, or folder:PATH (default: digits)")
+    p.add_argument("--data-dir", help="where the dataset files are (CIFAR python batches; image folder)")
+    p.add_argument("--image-size", type=_positive_int, help="resize folder images to this size (default: 32)")
+    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--batch-size", type=_positive_int, default=128,
+                   help="global batch size, split over replicas (default: 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 × batch size / 128)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay on kernels (default: 1e-4)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="step",
+                   help="step: ÷10 at 50%% and 75%% of training; cosine: cosine decay to 0 (default: step)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="train the first N epochs at lr/10 (He et al.'s ResNet-110 warm-up; default: 0)")
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute, float32 variables (GPUs)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no pad/crop/flip augmentation")
+    p.add_argument("--seed", type=int, default=0, help="shuffling and augmentation seed (default: 0)")
+    p.add_argument("--limit", type=_positive_int, help="train on the first N training images only (quick trials)")
+    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a builder option, e.g. --option zero_init=true --option shortcut='\"B\"' (repeatable)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                   help="auto: multi-worker if TF_CONFIG lists several tasks, mirrored on several GPUs, else one "
+                        "device; mirrored: all local GPUs; multiworker: one process per machine (TF_CONFIG)")
+    p.add_argument("--output", default=None, help="output folder (default: runs/MODEL-DATASET)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                   help="0 silent, 1 progress bar, 2 one line per epoch (default: 1)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end")
+    return p
+
+
+def cli(argv: list[str], prog: str = "keras-resnet train") -> int:
+    args = parser(prog).parse_args(argv)
+    output = args.output or os.path.join("runs", f"{_model_key(args.model)}-"
+                                                 f"{data_lib.parse_name(args.dataset, args.data_dir)[0]}")
+    summary = train(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, output=output,
+                    data_dir=args.data_dir, image_size=args.image_size, lr=args.lr, momentum=args.momentum,
+                    weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                    mixed_precision=args.mixed_precision, augment=args.augment, seed=args.seed, limit=args.limit,
+                    strategy=args.strategy, verbose=args.verbose, builder_options=dict(args.option))
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))
