@@ -140,7 +140,8 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
     """One block: a branch of ``BRANCHES[kind]`` convs, joined to its input as ``opts.skip`` says."""
     layout = BRANCHES[kind]
     stride_at = next(i for i, (k, _, _) in enumerate(layout) if k == 3) if opts.stride_on == "3x3" else 0
-    out_channels = layout[-1][1] * filters
+    widths = [int(round(filters * mult * (opts.width if widen else 1))) for _, mult, widen in layout]
+    out_channels = widths[-1]
     lib = keras_lib(x)
 
     y = x
@@ -149,9 +150,8 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
     carry = None if opts.skip == "none" else shortcut(x, y, out_channels, stride, name, opts)
 
     last = len(layout)
-    for i, (kernel, mult, widen) in enumerate(layout, start=1):
+    for i, ((kernel, _, _), n) in enumerate(zip(layout, widths, strict=True), start=1):
         s = stride if i - 1 == stride_at else 1
-        n = int(round(filters * mult * (opts.width if widen else 1)))
         final = i == last
         y = conv(y, n, kernel, f"{name}_{i}_conv", opts, stride=s, bias=opts.preact and final,
                  pad=opts.preact or s > 1, zero=opts.zero_init and opts.preact and final)
@@ -176,13 +176,13 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
 
 
 def basic_block(x, filters: int, *, stride: int = 1, name: str = "block", opts: BlockOptions = BlockOptions()):
-    """Two 3×3 convs; output has ``filters · width`` channels."""
+    """Two 3×3 convs; output has ``filters · width`` channels (Wide ResNets widen the whole block)."""
     return block(x, filters, "basic", stride=stride, name=name, opts=opts)
 
 
 def bottleneck_block(x, filters: int, *, stride: int = 1, name: str = "block",
                      opts: BlockOptions = BlockOptions()):
-    """1×1 → 3×3 → 1×1 convs; output has ``4 · filters`` channels."""
+    """1×1 → 3×3 → 1×1 convs; output has ``4 · filters`` channels (``width`` widens the inner two)."""
     return block(x, filters, "bottleneck", stride=stride, name=name, opts=opts)
 
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import importlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -114,8 +115,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_stem(x, stem: Stem, opts: BlockOptions):
-    """conv1 (7×7/2 + 3×3/2 max-pool, a deep 3×(3×3) stem, or CIFAR's single 3×3)."""
+def build_stem(x, stem: Stem, filters: int, opts: BlockOptions):
+    """conv1 with ``filters`` outputs: 7×7/2 + 3×3/2 max-pool, a deep 3×(3×3) stem, or CIFAR's single 3×3."""
     lib = keras_lib(x)
     post = not opts.preact  # v2 stems end on a bare conv; the first block normalises
 
@@ -125,13 +126,13 @@ def build_stem(x, stem: Stem, opts: BlockOptions):
         return relu(bn(x, f"{name}_bn"), f"{name}_relu") if activate else x
 
     if stem == "cifar":
-        return unit(x, 16, 3, 1, "conv1", post)
+        return unit(x, filters, 3, 1, "conv1", post)
     if stem == "deep":
-        x = unit(x, 32, 3, 2, "conv1_1")
-        x = unit(x, 32, 3, 1, "conv1_2")
-        x = unit(x, 64, 3, 1, "conv1_3", post)
+        x = unit(x, filters // 2, 3, 2, "conv1_1")
+        x = unit(x, filters // 2, 3, 1, "conv1_2")
+        x = unit(x, filters, 3, 1, "conv1_3", post)
     else:
-        x = unit(x, 64, 7, 2, "conv1", post)
+        x = unit(x, filters, 7, 2, "conv1", post)
     x = lib.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     return lib.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
@@ -174,7 +175,7 @@ def ResNet(
     else:
         x = input_tensor
         inputs = lib.utils.get_source_inputs(input_tensor)
-    x = build_stem(x, stem, options)
+    x = build_stem(x, stem, arch.filters[0], options)
     outputs = {}
     for k, (filters, blocks) in enumerate(zip(arch.filters, arch.blocks, strict=True)):
         stride = 1 if k == 0 else 2
@@ -186,6 +187,8 @@ def ResNet(
         x = relu(bn(x, "post_bn"), "post_relu")
         outputs[f"C{len(arch.blocks) + 1}"] = x
 
+    # Keras walks the layer graph recursively (in building, saving, loading): give ResNet-1202 the depth.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * arch.depth + 1000))
     if features:
         return lib.Model(inputs, outputs, name=name)
     if include_top:
@@ -305,12 +308,15 @@ def transfer_weights(source, target, *, strict: bool = True) -> int:
     return copied
 
 
-def build(model: str, **kwargs):
-    """Build a named model, e.g. ``build("resnet20", classes=100)`` (case and dashes ignored)."""
+def build_model(model: str, **kwargs):
+    """Build a named model, e.g. ``build_model("resnet20", classes=100)`` (case and dashes ignored)."""
     key = model.lower().replace("-", "").replace("_", "")
     if key not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     return globals()[MODELS[key].function](**kwargs)
+
+
+build = build_model  # the name colleagues use inside the package
 
 
 def _named(key: str, entry: Entry) -> Callable:
@@ -363,7 +369,7 @@ def _named(key: str, entry: Entry) -> Callable:
 for _key, _entry in MODELS.items():
     globals()[_entry.function] = _named(_key, _entry)
 
-__all__ = ["Arch", "BlockOptions", "IMAGENET", "MODELS", "VARIANTS", "ResNet", "build", "cifar_arch",
+__all__ = ["Arch", "BlockOptions", "IMAGENET", "MODELS", "VARIANTS", "ResNet", "build_model", "cifar_arch",
            "imagenet_arch", "load_weights", "transfer_weights", *(e.function for e in MODELS.values())]
 
 
@@ -378,7 +384,7 @@ def models_cli(argv: list[str], prog: str) -> int:
         line = f"{key:<14} {entry.function:<14} depth {entry.arch.depth:<5} {entry.arch.block:<10} " \
                f"{'cifar' if entry.arch.stem == 'cifar' else 'imagenet'}"
         if args.params:
-            line += f"  {build(key, weights=None).count_params():>12,}"
+            line += f"  {build_model(key, weights=None).count_params():>12,}"
         print(line)
     return 0
 
@@ -395,6 +401,6 @@ def summary_cli(argv: list[str], prog: str) -> int:
         kwargs["classes"] = args.classes
     if args.input_size is not None:
         kwargs["input_shape"] = (args.input_size, args.input_size, 3)
-    model = build(args.model, **kwargs)
+    model = build_model(args.model, **kwargs)
     model.summary(line_length=110)
     return 0
