@@ -213,7 +213,10 @@ def make_strategy(name: str = "auto"):
             raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment; "
                             "see docs/training.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored" or len(tf.config.list_logical_devices("GPU")) > 1:
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" and not gpus:  # no GPU: mirror over the logical CPUs (tests; one CPU is one replica)
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    if name == "mirrored" or len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -225,14 +228,68 @@ def _tf_config() -> dict:
         raise UserError(f"TF_CONFIG is not valid JSON: {error}") from None
 
 
+def _is_multiworker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def is_chief(strategy=None) -> bool:
     """Whether this process writes the run's files (the chief; worker 0 when the cluster has no chief)."""
     config = _tf_config()
     task = config.get("task", {})
     kind, index = task.get("type"), int(task.get("index", 0))
-    if strategy is None or kind is None or "MultiWorker" not in type(strategy).__name__:
+    if strategy is None or kind is None or not _is_multiworker(strategy):
         return True
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in config.get("cluster", {}))
+
+
+def _patch_symbolic_build(model, strategy) -> None:
+    """Work around Keras 3.15 + MultiWorkerMirroredStrategy: fit/evaluate build the model from a first batch
+    reduced with ``strategy.reduce(MEAN, (x, y))``, which the collective strategy rejects for a tuple. Only the
+    batch's shapes and dtypes matter there, so hand Keras this replica's local batch instead."""
+    import tensorflow as tf
+
+    original = model._maybe_symbolic_build
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(local, next(batches))
+                break
+        return original(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    _patch_multiworker_reduce()
+
+
+@functools.cache
+def _patch_multiworker_reduce() -> None:
+    """Work around Keras 3.15 + MultiWorkerMirroredStrategy: the per-step metric values are scalars, which
+    Keras reduces with ``strategy.reduce("MEAN", v, axis=0)`` (an error for rank 0). Reduce them across all
+    workers with ``axis=None`` instead; everything else goes to Keras' own function."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            def reduce(v):
+                if not isinstance(v, tf.distribute.DistributedValues):
+                    return v
+                rank = strategy.experimental_local_results(v)[0].shape.rank
+                return strategy.reduce("MEAN", v, axis=0 if rank else None)
+
+            return tf.nest.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 # ---- files -----------------------------------------------------------------------------------------------
@@ -448,7 +505,7 @@ def train(model: str = "resnet20", dataset: str = "digits", *, epochs: int = 30,
         x_train, y_train = x_train[:limit], y_train[:limit]
     x_val, y_val = data_lib.load(dataset, "val", data_dir, image_size=image_size)
     x_test, y_test = data_lib.load(dataset, "test", data_dir, image_size=image_size)
-    multiworker = "MultiWorker" in type(distribution).__name__
+    multiworker = _is_multiworker(distribution)
     if multiworker and len(x_train) < batch_size:
         raise UserError(f"multi-worker training drops partial batches: batch size {batch_size} exceeds the "
                         f"{len(x_train)} training images")
@@ -489,6 +546,8 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         if backup_file:
             model.optimizer.build(model.trainable_variables)
             model.load_weights(backup_file)  # weights and optimizer state (iterations, momentum)
+    if multiworker:
+        _patch_symbolic_build(model, distribution)
     params = int(model.count_params())
     n_train = len(train_data[0])
     replicas = distribution.num_replicas_in_sync
@@ -648,9 +707,9 @@ batches), folder:PATH (one sub-folder of images per class). See docs/training.md
     p.add_argument("--dataset", default="digits",
                    help="digits, cifar10, cifar100, or folder:PATH (default: digits)")
     p.add_argument("--data-dir", help="where the dataset files are (CIFAR python batches; image folder)")
-    p.add_argument("--image-size", type=_positive_int, help="resize folder images to this size (default: 32)")
-    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: 30)")
-    p.add_argument("--batch-size", type=_positive_int, default=128,
+    p.add_argument("--image-size", type=int, help="resize folder images to this size (default: 32)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--batch-size", type=int, default=128,
                    help="global batch size, split over replicas (default: 128)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 × batch size / 128)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
@@ -662,7 +721,7 @@ batches), folder:PATH (one sub-folder of images per class). See docs/training.md
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute, float32 variables (GPUs)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no pad/crop/flip augmentation")
     p.add_argument("--seed", type=int, default=0, help="shuffling and augmentation seed (default: 0)")
-    p.add_argument("--limit", type=_positive_int, help="train on the first N training images only (quick trials)")
+    p.add_argument("--limit", type=int, help="train on the first N training images only (quick trials)")
     p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="a builder option, e.g. --option zero_init=true --option shortcut='\"B\"' (repeatable)")
     p.add_argument("--strategy", choices=STRATEGIES, default="auto",
