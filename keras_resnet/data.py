@@ -263,6 +263,9 @@ def _folder(path: str | None, size: int):
                 directory, labels="inferred", label_mode="int", class_names=class_names, color_mode="rgb",
                 batch_size=None, image_size=(size, size), shuffle=False, verbose=False)
         except ValueError as error:
+            if "No images found" in str(error):
+                raise UserError(f"image folder {directory} holds no images (.jpg, .png, .bmp, .gif) in class "
+                                f"sub-folders") from None
             raise UserError(f"image folder {directory}: {error}".splitlines()[0]) from None
         names = list(ds.class_names)
         xs, ys = [], []

@@ -234,6 +234,13 @@ def _is_multiworker(strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def _strategy_name(strategy) -> str:
+    if _is_multiworker(strategy):
+        return "MultiWorkerMirroredStrategy"
+    name = type(strategy).__name__
+    return "default" if name.startswith("_Default") else name
+
+
 def is_chief(strategy=None) -> bool:
     """Whether this process writes the run's files (the chief; worker 0 when the cluster has no chief)."""
     config = _tf_config()
@@ -594,7 +601,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
                  "image_shape": list(info.image_shape), "train": n_train, "val": len(val_data[0]),
                  "test": len(test_data[0]), "flip": info.flip},
         "recipe": {**recipe_dict, "lr": recipe.base_lr(), "optimizer": "SGD", "loss": "sparse_categorical_crossentropy"},
-        "distribution": {"strategy": type(distribution).__name__, "replicas": replicas},
+        "distribution": {"strategy": _strategy_name(distribution), "replicas": replicas},
         "epochs_completed": state.epoch,
         "best_epoch": state.best["epoch"] if state.best else None,
         "metrics": results,
@@ -664,16 +671,6 @@ def compare(models: Sequence[str], dataset: str = "digits", *, epochs: int = 30,
 
 
 # ---- command line ----------------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
 
 
 def _option(text: str) -> tuple[str, Any]:
