@@ -12,8 +12,9 @@ tfmot 0.8.1 quantizes only tf_keras (Keras 2) models, so QAT works on a *tf_kera
    β − μ·scale), which tfmot quantizes per channel and TFLite runs as one int8 op. Layers tfmot has
    no rule for but TFLite runs in int8 (Rescaling, Subtract, Multiply, ...) get an output-only
    quantize config. Nothing stays float after conversion.
-3. :func:`quantize_model` applies tfmot's default 8-bit scheme; :func:`fine_tune` trains it briefly
-   (SGD, small learning rate); :func:`save_qat_model` / :func:`load_model` round-trip it.
+3. :func:`quantize_model` applies tfmot's default 8-bit scheme; :func:`calibrate_ranges` sets its
+   activation ranges from data; :func:`fine_tune` trains it briefly (SGD, small learning rate);
+   :func:`save_qat_model` (.h5) / :func:`load_model` round-trip it.
 
 tfmot is imported lazily: importing it sets ``TF_USE_LEGACY_KERAS=1`` for the process. This module
 never uses ``tf.keras``; it says ``keras`` (3) or ``tf_keras``.
@@ -154,15 +155,25 @@ def atomic_path(path: str, *, force: bool = False) -> Iterator[str]:
 
 
 def save_qat_model(model, path: str, *, force: bool = False) -> str:
-    """Save a tf_keras QAT model as ``.keras`` (preferred) or ``.h5``, atomically; load with :func:`load_model`."""
+    """Save a tf_keras QAT model as ``.h5``, atomically; load it back with :func:`load_model`.
+
+    Not ``.keras``: tf_keras 2.21's ``.keras`` format writes 3 of the 5 variables tfmot's QuantizeLayer
+    tracks and then refuses to load the file; HDF5 round-trips exactly (tested).
+    """
     path = os.fspath(path)
-    if not path.endswith((".keras", ".h5")):
-        raise UserError(f"QAT output {path} must end in .keras or .h5")
+    _check_qat_output(path)
     import tensorflow_model_optimization as tfmot
 
     with atomic_path(path, force=force) as tmp, tfmot.quantization.keras.quantize_scope():
-        model.save(tmp, include_optimizer=False) if tmp.endswith(".h5") else model.save(tmp)
+        model.save(tmp, include_optimizer=False)
     return path
+
+
+def _check_qat_output(path: str) -> None:
+    if not str(path).endswith(".h5"):
+        stem = os.path.splitext(str(path))[0]
+        raise UserError(f"QAT models are saved as .h5 (tf_keras cannot reload tfmot models from .keras); "
+                        f"use --output {stem}.h5")
 
 
 # ---- Keras 3 → tf_keras translation ------------------------------------------------------------------------
@@ -486,6 +497,43 @@ def quantize_model(model, *, check: bool = True):
             raise TranslationError(f"tfmot could not quantize {model.name}: {str(error).splitlines()[0]}") from None
 
 
+def calibrate_ranges(qat_model, x, *, batches: int = 8, batch_size: int = 64, seed: int = 0) -> None:
+    """Set the QAT model's activation ranges from data before fine-tuning (or instead of it).
+
+    tfmot's moving-average quantizers start at [-6, 6] and move with an EMA decay of 0.999, so a short
+    fine-tune (a few hundred steps) keeps ranges that clip raw pixels and wide activations. Here the
+    model runs eagerly in training mode with BatchNormalization frozen (inference statistics, no
+    updates) while the quantizers average the per-batch ranges (decay k/(k+1) at batch k); weight
+    ranges are set too. Nothing else changes.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))[: batches * batch_size]
+    frozen = []
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", layer)
+        if type(inner).__name__ == "BatchNormalization" and inner.trainable:
+            inner.trainable = False
+            frozen.append(inner)
+    original = quant_ops.MovingAvgQuantize
+    step = {"k": 0}
+
+    def averaging(*args, **kwargs):
+        kwargs["ema_decay"] = step["k"] / (step["k"] + 1.0)
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = averaging
+    try:
+        for start in range(0, len(order), batch_size):
+            qat_model(np.asarray(x[order[start:start + batch_size]], "float32"), training=True)
+            step["k"] += 1
+    finally:
+        quant_ops.MovingAvgQuantize = original
+        for layer in frozen:
+            layer.trainable = True
+
+
 def _from_logits(model) -> bool:
     last = model.layers[-1]
     activation = last.get_config().get("activation") if hasattr(last, "get_config") else None
@@ -537,8 +585,7 @@ def qat_fine_tune(model_or_path, dataset: str, epochs: int, output_path: str, *,
 
     if epochs < 0:
         raise UserError(f"epochs must be >= 0; got {epochs}")
-    if not str(output_path).endswith((".keras", ".h5")):
-        raise UserError(f"QAT output {output_path} must end in .keras or .h5")
+    _check_qat_output(output_path)
     if os.path.exists(output_path) and not force:
         raise UserError(f"output {output_path} exists; pass --force to overwrite it")
     model = load_model(model_or_path, unsafe=unsafe) if isinstance(model_or_path, (str, os.PathLike)) \
@@ -550,6 +597,7 @@ def qat_fine_tune(model_or_path, dataset: str, epochs: int, output_path: str, *,
     check_images(model, x_train, dataset)
     float_accuracy = accuracy(model, x_test, y_test)
     qat = quantize_model(model)
+    calibrate_ranges(qat, x_train)
     if epochs:
         fine_tune(qat, x_train, y_train, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                   validation=(x_val, y_val), from_logits=_from_logits(model), verbose=verbose)
@@ -578,7 +626,7 @@ def cli(argv: list[str], prog: str) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default 2)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="SGD learning rate (default 1e-3)")
-    parser.add_argument("--output", required=True, help="QAT model to write (.keras or .h5)")
+    parser.add_argument("--output", required=True, help="QAT model to write (.h5)")
     parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     parser.add_argument("--unsafe", action="store_true", help="allow Lambda layers in the input model")
     args = parser.parse_args(argv)

@@ -1,0 +1,157 @@
+"""QAT: Keras 3 → tf_keras translation, every family quantizes to full int8, fine-tuning, save/load, CLI."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tensorflow_model_optimization")
+
+from keras_resnet import quantize as Q  # noqa: E402
+from keras_resnet.build import build  # noqa: E402
+from keras_resnet.errors import UserError  # noqa: E402
+
+
+def _with_normalization(name: str, size: int = 32, **kwargs):
+    """The training module's layout: Input (pixels 0-255) → Normalization("normalization") → ResNet."""
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[4000.0, 3000.0, 3500.0],
+                                   name="normalization")(inputs)
+    return build(name, weights=None, input_tensor=x, name=name, **kwargs)
+
+
+def trained_digits_model(tmp_path_factory) -> str:
+    """ResNet-20 trained briefly on digits (~97% test accuracy), shared by the QAT and convert tests."""
+    path = tmp_path_factory.getbasetemp() / "resnet20_digits.keras"
+    if not path.exists():
+        from keras_resnet import data, train
+
+        keras.utils.set_random_seed(0)
+        model = train.model_for_dataset("resnet20", data.info("digits"))
+        x, y = data.load("digits", "train")
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+        model.fit(x.astype("float32"), y, epochs=8, batch_size=64, verbose=0)
+        model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory) -> str:
+    return trained_digits_model(tmp_path_factory)
+
+
+FAMILIES = [
+    ("resnet20", {}),  # CIFAR v1, option-A shortcuts (MaxPool + Rescaling(0) + Concatenate)
+    ("resnet20v2", {}),  # pre-activation: standalone BNs
+    ("highway20", {}),  # Subtract/Multiply gates
+    ("plain20", {}),
+    ("resnet50", {"variant": "v1.5", "classes": 10}),
+    ("resnet50", {"variant": "d", "classes": 10}),  # deep stem, avg-pool shortcut
+    ("resnet50v2", {"classes": 10}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", FAMILIES, ids=[f"{n}-{k.get('variant', 'v1')}" for n, k in FAMILIES])
+def test_every_family_translates_exactly_and_quantizes(name, kwargs):
+    model = _with_normalization(name, **kwargs)
+    twin = Q.to_tf_keras(model)
+    assert type(twin).__module__.startswith("tf_keras")
+    assert Q.parity(model, twin) < 1e-5
+    prepared = Q.to_tf_keras(model, for_qat=True)  # BN/Normalization → depthwise where tfmot cannot fold
+    assert Q.parity(model, prepared) < 1e-4
+    qat = Q.quantize_model(model)
+    assert Q.is_qat_model(qat)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    Q.calibrate_ranges(qat, x, batches=1, batch_size=4)
+    assert np.isfinite(qat.predict(x, verbose=0)).all()
+
+
+@pytest.mark.parametrize("name", ["resnet20v2", "highway20", "resnet20"])
+def test_qat_models_convert_to_full_int8(name):
+    from keras_resnet import convert as C
+
+    model = _with_normalization(name)
+    qat = Q.quantize_model(model)
+    x = np.random.default_rng(0).uniform(0, 255, (64, 32, 32, 3)).astype("float32")
+    Q.calibrate_ranges(qat, x, batches=2, batch_size=32)
+    content = C.convert_model(qat, quantization="int8", io_type="int8", batch=1)
+    counts, floating = C.op_summary(content)
+    assert floating == [], f"float ops left in {name}: {floating}"
+    assert "DEQUANTIZE" not in counts
+    if name == "resnet20v2":
+        assert counts.get("DEPTHWISE_CONV_2D", 0) >= 10  # the pre-activation BNs, as one int8 op each
+    tflite = C.TFLiteModel(content)
+    agreement = np.mean(tflite(x[:16]).argmax(-1) == qat.predict(x[:16], verbose=0).argmax(-1))
+    assert agreement >= 0.8  # random weights: near-uniform outputs, so only a sanity bound
+
+
+def test_sequential_and_nested_models_translate():
+    inner = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, name="c1"),
+                              keras.layers.BatchNormalization(name="b1"), keras.layers.ReLU(name="r1")],
+                             name="inner")
+    inputs = keras.Input((16, 16, 3))
+    shared = keras.layers.Conv2D(8, 1, name="shared")
+    x = inner(inputs)
+    y = keras.layers.Add(name="add")([shared(x), shared(x)])  # a layer called twice
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="dense")(y))
+    twin = Q.to_tf_keras(model)
+    assert Q.parity(model, twin) < 1e-5
+
+
+def test_lambda_and_custom_layers_are_refused_by_name():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    with pytest.raises(Q.TranslationError, match="double"):
+        Q.to_tf_keras(model)
+
+
+def test_qat_fine_tune_save_and_reload(digits_model, tmp_path):
+    output = tmp_path / "qat.h5"
+    result = Q.qat_fine_tune(digits_model, "digits", 1, str(output), batch_size=64)
+    assert result.path == str(output) and output.exists()
+    assert result.float_accuracy > 0.9
+    assert result.accuracy >= result.float_accuracy - 0.03
+    reloaded = Q.load_model(str(output))
+    assert Q.is_qat_model(reloaded)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    qat = Q.load_model(str(output))
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(UserError, match="exists"):
+        Q.qat_fine_tune(digits_model, "digits", 0, str(output))
+    with pytest.raises(UserError, match=r"\.h5"):
+        Q.qat_fine_tune(digits_model, "digits", 0, str(tmp_path / "qat.keras"))
+
+
+def test_qat_model_h5_round_trip_is_exact(tmp_path):
+    qat = Q.quantize_model(_with_normalization("resnet20v2"))
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    Q.calibrate_ranges(qat, x, batches=1, batch_size=8)
+    path = Q.save_qat_model(qat, str(tmp_path / "m.h5"))
+    np.testing.assert_array_equal(Q.load_model(path).predict(x, verbose=0), qat.predict(x, verbose=0))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]  # no temporary files left
+
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        Q.load_model(str(tmp_path / "missing.keras"))
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a readable"):
+        Q.load_model(str(corrupt))
+
+
+def test_cli(digits_model, tmp_path, capsys):
+    from keras_resnet.cli import main
+
+    output = tmp_path / "q.h5"
+    assert main(["qat", digits_model, "--dataset", "digits", "--epochs", "0", "--output", str(output)]) == 0
+    assert output.exists() and "QAT accuracy" in capsys.readouterr().out
+    assert main(["qat", digits_model, "--dataset", "digits", "--epochs", "0", "--output", str(output)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["qat", str(tmp_path / "nope.keras"), "--dataset", "digits", "--output", str(tmp_path / "x.h5")]) == 2
+    assert not os.path.exists(tmp_path / "x.h5")
