@@ -221,7 +221,7 @@ def test_multiworker_two_processes_only_the_chief_writes(tmp_path):
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    for process, (stdout, stderr) in zip(processes, outputs):
+    for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-3000:]
     chief = json.loads(outputs[0][0].strip().splitlines()[-1])
     other = json.loads(outputs[1][0].strip().splitlines()[-1])
