@@ -120,19 +120,30 @@ def _load_all(key: str, path: str | None, image_size: int | None):
         x.setflags(write=False)
         y.setflags(write=False)
     x_train = splits["train"][0]
-    pixels = x_train.reshape(-1, x_train.shape[-1]).astype(np.float64)
+    mean, variance = _channel_stats(x_train)
     meta = DatasetInfo(
         name=key if key != "folder" else f"folder:{path}",
         num_classes=len(labels),
         labels=list(labels),
         image_shape=tuple(int(d) for d in x_train.shape[1:]),
         flip=key != "digits",
-        mean=tuple(float(v) for v in pixels.mean(axis=0)),
-        variance=tuple(float(v) for v in pixels.var(axis=0)),
+        mean=mean,
+        variance=variance,
         sizes={s: int(len(y)) for s, (_, y) in splits.items()},
         source=source,
     )
     return splits, meta
+
+
+def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) variance of uint8 images, one float32 channel copy at a time."""
+    means, variances = [], []
+    for c in range(x.shape[-1]):
+        channel = x[..., c].astype(np.float32)
+        mean = float(channel.mean(dtype=np.float64))
+        means.append(mean)
+        variances.append(float(np.square(channel - np.float32(mean)).mean(dtype=np.float64)))
+    return tuple(means), tuple(variances)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
