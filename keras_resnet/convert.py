@@ -133,36 +133,38 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
     qat = is_qat_model(model)
     if qat and quantization != "int8":
         raise UserError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
-    workdir = tempfile.mkdtemp(prefix="keras-resnet-convert-")
-    try:
-        converter = _converter(model, batch, workdir)
-        if quantization == "float16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantization == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif quantization == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if not qat:  # PTQ: ranges from the calibration images; QAT ranges come from FakeQuant nodes
-                if calibration is None or not len(calibration):
-                    raise UserError("int8 post-training quantization of a float model needs calibration images "
-                                    "(--calibration-data DATASET, or 'random' for latency-only work)")
-                # TFLITE_BUILTINS_INT8 only: conversion fails rather than leaving float ops behind. (For QAT
-                # the converter refuses this without a representative dataset; the ops are checked after.)
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-            if io_type != "float32":
-                converter.inference_input_type = getattr(tf, io_type)
-                converter.inference_output_type = getattr(tf, io_type)
-        content = _run(converter, quantization)
-        if quantization == "int8" and not qat and op_summary(content)[1]:
-            # The MLIR quantizer leaves PAD→CONV_2D float when a padded conv shares its input with another
-            # branch (ResNet option-A downsampling blocks); the calibration-based quantizer does not.
-            converter.experimental_new_quantizer = False
-            content = _run(converter, quantization)
-        return content
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+
+    def attempt(new_quantizer: bool) -> bytes:
+        workdir = tempfile.mkdtemp(prefix="keras-resnet-convert-")
+        try:
+            converter = _converter(model, batch, workdir)
+            converter.experimental_new_quantizer = new_quantizer
+            if quantization == "float16":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
+            elif quantization == "dynamic":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            elif quantization == "int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                if not qat:  # PTQ: ranges from the calibration images; QAT ranges come from FakeQuant nodes
+                    # TFLITE_BUILTINS_INT8 only. (For QAT the converter refuses this without a representative
+                    # dataset; the ops are checked after conversion instead.)
+                    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                    converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+                if io_type != "float32":
+                    converter.inference_input_type = getattr(tf, io_type)
+                    converter.inference_output_type = getattr(tf, io_type)
+            return _run(converter, quantization)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    if quantization == "int8" and not qat and (calibration is None or not len(calibration)):
+        raise UserError("int8 post-training quantization of a float model needs calibration images "
+                        "(--calibration-data DATASET, or 'random' for latency-only work)")
+    # Not retried with the legacy quantizer (experimental_new_quantizer=False): it does integerize the
+    # PAD→CONV_2D pairs the MLIR quantizer leaves float in option-A ResNets, but its output crashes
+    # XNNPACK's allocate_tensors (ai-edge-litert 2.3). QAT models convert fully integer.
+    return attempt(True)
 
 
 def _run(converter, quantization: str) -> bytes:
@@ -323,7 +325,7 @@ def images(source: str | None, split: str, count: int, shape: tuple[int, ...], *
 
 def normalization_constants(model) -> dict | None:
     """mean/std of the model's own input ``normalization`` layer (Keras 3 layer or its QAT depthwise twin)."""
-    layer = next((layer for layer in model.layers if layer.name == "normalization"), None)
+    layer = next((layer for layer in model.layers if layer.name in ("normalization", "quant_normalization")), None)
     if layer is None:
         return None
     inner = getattr(layer, "layer", layer)  # unwrap a tfmot QuantizeWrapper
@@ -334,7 +336,8 @@ def normalization_constants(model) -> dict | None:
         mean = np.ravel(keras.ops.convert_to_numpy(inner.mean)).astype(float)
         std = np.sqrt(np.ravel(keras.ops.convert_to_numpy(inner.variance)).astype(float))
     elif kind == "DepthwiseConv2D":  # quantize.to_tf_keras rewrote it: scale = 1/std, bias = -mean/std
-        kernel, bias = (w.numpy() for w in inner.weights[:2])
+        named = {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in layer.weights}
+        kernel, bias = named["depthwise_kernel"], named["bias"]
         std = 1.0 / np.ravel(kernel).astype(float)
         mean = -np.ravel(bias).astype(float) * std
     else:

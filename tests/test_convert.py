@@ -1,0 +1,153 @@
+"""Conversion to .tflite: modes, targets, validation, metadata, safety (atomic, no overwrite, clear errors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("ai_edge_litert")
+
+from keras_resnet import convert as C  # noqa: E402
+from keras_resnet.cli import main  # noqa: E402
+from keras_resnet.errors import UserError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory) -> str:
+    from test_quantize import trained_digits_model
+
+    return trained_digits_model(tmp_path_factory)
+
+
+@pytest.mark.parametrize("mode,max_ratio", [("float32", 1.05), ("float16", 0.55), ("dynamic", 0.35),
+                                            ("int8", 0.4)])
+def test_modes_validate_against_keras(digits_model, tmp_path, mode, max_ratio):
+    out = tmp_path / f"{mode}.tflite"
+    report = C.convert(digits_model, str(out), quantization=mode, calibration_data="digits",
+                       calibration_samples=64, validation_samples=100, dataset="digits")
+    assert out.exists() and report.size_bytes == out.stat().st_size
+    assert report.agreement >= C.MIN_AGREEMENT[mode]
+    assert report.size_ratio <= max_ratio
+    assert report.tflite_accuracy > 0.85 and report.validation == "digits"
+    if mode == "int8":  # PTQ leaves the two option-A downsampling PAD→CONV pairs float (see convert.py)
+        assert len(report.float_ops) <= 8 and report.io_type == "int8"
+    if mode == "float32":
+        assert report.max_abs_diff < 1e-4
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
+
+
+def test_gpu_and_edgetpu_targets(digits_model, tmp_path):
+    gpu = C.convert(digits_model, str(tmp_path / "gpu.tflite"), target="gpu", validation_samples=32)
+    assert gpu.quantization == "float16" and gpu.io_type == "float32" and gpu.gpu_unsupported == []
+    with pytest.raises(UserError, match="not fully integer"):  # PTQ of option-A blocks: use QAT for the TPU
+        C.convert(digits_model, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
+                  calibration_samples=32, validation_samples=16)
+    assert not (tmp_path / "tpu.tflite").exists()
+    plain = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    tpu = C.convert(plain, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
+                    calibration_samples=32, validation_samples=32, min_agreement=0.8)
+    assert tpu.quantization == "int8" and tpu.io_type == "uint8" and tpu.float_ops == []
+    details = C.TFLiteModel(str(tmp_path / "tpu.tflite")).input
+    assert list(details["shape"]) == [1, 32, 32, 3] and details["dtype"] == np.uint8
+
+
+def test_qat_model_converts_without_calibration(tmp_path, digits_model):
+    from keras_resnet import quantize as Q
+
+    qat = Q.quantize_model(Q.load_model(digits_model))
+    from keras_resnet import data
+
+    x, _ = data.load("digits", "train")
+    Q.calibrate_ranges(qat, x, batches=2)
+    path = Q.save_qat_model(qat, str(tmp_path / "qat.h5"))
+    assert main(["convert", path, "-o", str(tmp_path / "qat.tflite"), "--target", "edgetpu", "--io-type", "int8",
+                 "--validation-data", "digits", "--validation-samples", "64"]) == 0
+    assert C.op_summary((tmp_path / "qat.tflite").read_bytes())[1] == []
+    with pytest.raises(UserError, match="int8 only"):
+        C.convert(path, str(tmp_path / "f16.tflite"), quantization="float16")
+
+
+def test_metadata_is_embedded(digits_model, tmp_path):
+    metadata = pytest.importorskip("keras_resnet.metadata")
+    out = tmp_path / "m.tflite"
+    report = C.convert(digits_model, str(out), dataset="digits", validation_samples=16)
+    assert report.metadata
+    meta = metadata.read_metadata(str(out))
+    assert meta["quantization"] == "float32" and meta["input"]["mean"] == [0.0, 0.0, 0.0]
+    assert len(meta["labels"]) == 10 and meta["normalization_in_model"]["std"][0] > 1
+
+
+def test_metadata_dict_follows_the_contract(digits_model):
+    from keras_resnet import quantize as Q
+
+    model = Q.load_model(digits_model)
+    meta = C.build_metadata(model, "resnet20", "int8", None)
+    assert meta["schema"] == "keras_resnet.metadata/1" and meta["labels"] == [str(i) for i in range(10)]
+    assert meta["input"]["height"] == 32 and meta["input"]["layout"] == "NHWC"
+    layer = model.get_layer("normalization")
+    np.testing.assert_allclose(meta["normalization_in_model"]["std"], np.sqrt(np.ravel(layer.variance)), rtol=1e-5)
+    qat_meta = C.build_metadata(Q.quantize_model(model), "resnet20", "int8", None)  # from the depthwise twin
+    np.testing.assert_allclose(qat_meta["normalization_in_model"]["mean"], meta["normalization_in_model"]["mean"],
+                               rtol=1e-4)
+
+
+def test_errors_leave_nothing_behind(digits_model, tmp_path, capsys):
+    out = tmp_path / "o.tflite"
+
+    def run(*args):
+        code = main(["convert", *args])
+        return code, capsys.readouterr().err
+
+    code, err = run(str(tmp_path / "missing.keras"), "-o", str(out))
+    assert code == 2 and "does not exist" in err
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04garbage")
+    code, err = run(str(corrupt), "-o", str(out))
+    assert code == 2 and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["convert", digits_model, "-o", str(out), "--quantize", "int4"])
+    code, err = run(digits_model, "-o", str(out), "--quantize", "int8")
+    assert code == 2 and "calibration" in err
+    small = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    small.save(tmp_path / "small.keras")
+    code, err = run(str(tmp_path / "small.keras"), "-o", str(out), "--quantize", "int8", "--calibration-data",
+                    "digits")
+    assert code == 2 and "32×32×3" in err and "64×64×3" in err
+    code, err = run(digits_model, "-o", str(out), "--min-agreement", "1.01", "--validation-samples", "8")
+    assert code == 2 and "agreement" in err
+    assert not out.exists()
+    out.write_bytes(b"keep me")
+    code, err = run(digits_model, "-o", str(out), "--validation-samples", "8")
+    assert code == 2 and "--force" in err and out.read_bytes() == b"keep me"
+    assert run(digits_model, "-o", str(out), "--validation-samples", "8", "--force")[0] == 0
+    assert out.read_bytes()[4:8] == b"TFL3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.keras", "o.tflite", "small.keras"]
+
+
+def test_lambda_models_are_refused_unless_unsafe(tmp_path, capsys):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "lambda.keras")
+    out = tmp_path / "l.tflite"
+    assert main(["convert", str(tmp_path / "lambda.keras"), "-o", str(out)]) == 2
+    assert "Lambda" in capsys.readouterr().err and not out.exists()
+    assert main(["convert", str(tmp_path / "lambda.keras"), "-o", str(out), "--unsafe",
+                 "--validation-samples", "8"]) == 0
+    assert out.exists()
+
+
+def test_evaluate_accepts_tflite(digits_model, tmp_path):
+    evaluate = pytest.importorskip("keras_resnet.evaluate")
+    if ".tflite" not in evaluate.LOADERS:
+        pytest.skip("evaluate has no .tflite loader registered")
+    out = tmp_path / "e.tflite"
+    C.convert(digits_model, str(out), quantization="float16", validation_samples=16)
+    predictor = evaluate.load_predictor(str(out))
+    from keras_resnet import data
+
+    x, y = data.load("digits", "test")
+    assert np.mean(predictor.predict(x[:100]).argmax(-1) == y[:100]) > 0.85
