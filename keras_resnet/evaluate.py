@@ -46,7 +46,14 @@ def load_keras(path: str, batch_size: int = 128) -> Predictor:
     return Predictor(predict, shape, model.name, "keras")
 
 
-LOADERS: dict[str, Callable[..., Predictor]] = {".keras": load_keras}
+def load_tflite(path: str, **kwargs) -> Predictor:
+    """A ``.tflite`` model, run with ai-edge-litert (see :func:`keras_resnet.convert.load_tflite`)."""
+    from keras_resnet.convert import load_tflite as load
+
+    return load(path, **kwargs)
+
+
+LOADERS: dict[str, Callable[..., Predictor]] = {".keras": load_keras, ".tflite": load_tflite}
 
 
 def load_predictor(path: str, **kwargs) -> Predictor:
