@@ -1,7 +1,7 @@
 """Residual, highway and plain blocks as functions from a Keras tensor to a Keras tensor.
 
-Every block is made of plain Keras layers (no Lambda, no subclassed layers), so tfmot and the TFLite
-converter see each one. The layer library is taken from the input tensor: a Keras 3 tensor gets
+Every block is made of plain Keras layers (no Lambda, no subclassed blocks), so tfmot and the TFLite
+converter see each one; option A's zero channels are one registered, serializable :class:`ChannelPadding`. The layer library is taken from the input tensor: a Keras 3 tensor gets
 ``keras.layers``, a tf_keras (Keras 2) tensor gets ``tf_keras.layers`` — the same code builds both twins.
 
 Layer names follow keras.applications: ``{name}_{i}_conv|bn|relu|pad`` for the i-th conv of the branch,
@@ -10,10 +10,13 @@ Layer names follow keras.applications: ``{name}_{i}_conv|bn|relu|pad`` for the i
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
+
+import keras
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; the pretrained weights were trained with it
 BN_MOMENTUM = 0.9  # as Torch/fb.resnet.torch; Keras' 0.99 lags far behind on short runs and small datasets
@@ -73,6 +76,59 @@ def _check(name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
+@keras.saving.register_keras_serializable("keras_resnet")
+class ChannelPadding(keras.layers.Layer):
+    """Append ``padding`` zero channels (option A shortcuts): one TFLite PADV2 op, exact in int8.
+
+    The one non-built-in layer of the package. ``Rescaling(0)`` + ``Concatenate`` would do with built-in
+    layers, but the TFLite calibrator gives that all-zero tensor a degenerate int8 scale (~1e-41) and the
+    interpreter crashes on it. tfmot passes this layer through unquantized, as it does ZeroPadding2D.
+    """
+
+    def __init__(self, padding: int, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x):
+        # The pad value as a tensor makes TensorFlow emit PadV2: its oneDNN graph rewrite crashes on a
+        # plain Pad that shares its input with a pre-activation BatchNormalization (TF 2.21).
+        zero = keras.ops.zeros((), dtype=x.dtype)
+        return keras.ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]], constant_values=zero)
+
+    def compute_output_shape(self, shape):
+        return (*shape[:-1], None if shape[-1] is None else shape[-1] + self.padding)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@functools.cache
+def tf_keras_channel_padding() -> type:
+    """The tf_keras (Keras 2) twin of :class:`ChannelPadding`, registered under the same name."""
+    import tensorflow as tf
+    import tf_keras
+
+    @tf_keras.saving.register_keras_serializable("keras_resnet")
+    class ChannelPadding(tf_keras.layers.Layer):
+        __doc__ = globals()["ChannelPadding"].__doc__
+
+        def __init__(self, padding: int, **kwargs):
+            super().__init__(**kwargs)
+            self.padding = int(padding)
+
+        def call(self, x):
+            zero = tf.constant(0, dtype=x.dtype)  # PadV2, as the Keras 3 layer
+            return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]], constant_values=zero)
+
+        def compute_output_shape(self, shape):
+            return tf.TensorShape([*shape[:-1], None if shape[-1] is None else shape[-1] + self.padding])
+
+        def get_config(self):
+            return {**super().get_config(), "padding": self.padding}
+
+    return ChannelPadding
+
+
 def keras_lib(x: Any) -> ModuleType:
     """The Keras library a tensor belongs to: ``tf_keras`` for Keras 2 tensors, else ``keras``."""
     root = type(x).__module__.split(".")[0]
@@ -124,15 +180,12 @@ def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOp
         return y if opts.preact else bn(y, f"{name}_0_bn")
     if stride > 1:
         x = lib.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
-    if grows:  # option A: concatenate zeros, as fb.resnet.torch's Concat(Identity, MulConstant(0))
-        if out_channels % channels(x):
-            raise ValueError(
-                f"{name}: shortcut option 'A' needs output channels to be a multiple of input channels "
-                f"(got {channels(x)} -> {out_channels}); use shortcut='B'"
-            )
-        zeros = lib.layers.Rescaling(0.0, name=f"{name}_0_zeros")(x)
-        copies = out_channels // channels(x) - 1
-        x = lib.layers.Concatenate(name=f"{name}_0_pad")([x] + [zeros] * copies)
+    if grows:  # option A: zero-padded channels, as fb.resnet.torch's Concat(Identity, MulConstant(0))
+        if out_channels < channels(x):
+            raise ValueError(f"{name}: shortcut option 'A' cannot reduce channels ({channels(x)} -> {out_channels}); "
+                             f"use shortcut='B'")
+        padding = ChannelPadding if lib is keras else tf_keras_channel_padding()
+        x = padding(out_channels - channels(x), name=f"{name}_0_pad")(x)
     return x
 
 

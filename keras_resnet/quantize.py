@@ -120,7 +120,9 @@ def _load_tf_keras(path: str, unsafe: bool):
         if config is not None and '"Lambda"' in (config.decode() if isinstance(config, bytes) else config):
             raise UserError(f"{path} contains a Lambda layer (arbitrary Python code); refusing to load it. "
                             f"Pass --unsafe only if you trust the file")
-    with tfmot.quantization.keras.quantize_scope():
+    from keras_resnet.blocks import tf_keras_channel_padding
+
+    with tfmot.quantization.keras.quantize_scope({"ChannelPadding": tf_keras_channel_padding()}):
         kwargs = {"safe_mode": not unsafe} if path.endswith(".keras") else {}
         return tf_keras.models.load_model(path, compile=False, **kwargs)
 
@@ -197,7 +199,11 @@ def _clean(value: Any) -> Any:
 def _layer_class(spec: dict):
     import tf_keras
 
+    from keras_resnet.blocks import tf_keras_channel_padding
+
     name = spec["class_name"]
+    if spec.get("registered_name") == "keras_resnet>ChannelPadding":
+        return tf_keras_channel_padding()
     module = spec.get("module") or "keras.layers"
     if name in _REFUSED or spec.get("registered_name") not in (None, name) or not module.startswith("keras"):
         raise TranslationError(
@@ -465,6 +471,8 @@ def _annotate(twin):
         if known.supports(layer):
             return q.quantize_annotate_layer(layer)
         kind = type(layer).__name__
+        if kind == "ChannelPadding":  # zero channels: shares its input's quantization, as ZeroPadding2D
+            return q.quantize_annotate_layer(layer, configs.NoOpQuantizeConfig())
         if kind == "BatchNormalization":  # folded into its conv by tfmot's transforms
             inbound = layer._inbound_nodes[0].inbound_layers
             if type(inbound).__name__ in _FOLDABLE_INTO and len(inbound._outbound_nodes) == 1:

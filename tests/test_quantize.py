@@ -44,7 +44,7 @@ def digits_model(tmp_path_factory) -> str:
 
 
 FAMILIES = [
-    ("resnet20", {}),  # CIFAR v1, option-A shortcuts (MaxPool + Rescaling(0) + Concatenate)
+    ("resnet20", {}),  # CIFAR v1, option-A shortcuts (MaxPool + ChannelPadding)
     ("resnet20v2", {}),  # pre-activation: standalone BNs
     ("highway20", {}),  # Subtract/Multiply gates
     ("plain20", {}),
