@@ -37,6 +37,7 @@ from typing import Any
 
 from keras_resnet import data as data_lib
 from keras_resnet.errors import UserError
+from keras_resnet.schedules import ResNetSchedule
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("step", "cosine")
@@ -149,45 +150,11 @@ def _dtype_policy(policy: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-@functools.cache
-def _schedule_class():
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="keras_resnet")
-    class ResNetSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """Constant warm-up at ``warmup_lr``, then ``base_lr`` ÷10 at 50% and 75% of ``total_steps`` (or cosine)."""
-
-        def __init__(self, base_lr, total_steps, warmup_steps=0, warmup_lr=0.0, kind="step"):
-            self.base_lr = float(base_lr)
-            self.total_steps = int(total_steps)
-            self.warmup_steps = int(warmup_steps)
-            self.warmup_lr = float(warmup_lr)
-            self.kind = kind
-
-        def __call__(self, step):
-            step = ops.cast(step, "float32")
-            if self.kind == "cosine":
-                span = max(self.total_steps - self.warmup_steps, 1)
-                progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
-                lr = 0.5 * self.base_lr * (1.0 + ops.cos(math.pi * progress))
-            else:
-                lr = self.base_lr * ops.where(step >= 0.5 * self.total_steps, 0.1, 1.0) \
-                    * ops.where(step >= 0.75 * self.total_steps, 0.1, 1.0)
-            return ops.where(step < self.warmup_steps, self.warmup_lr, lr)
-
-        def get_config(self):
-            return {"base_lr": self.base_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                    "warmup_lr": self.warmup_lr, "kind": self.kind}
-
-    return ResNetSchedule
-
-
 def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int) -> None:
     """SGD + momentum with the recipe's schedule, sparse cross-entropy, accuracy (and top-5 above 5 classes)."""
     import keras
 
-    schedule = _schedule_class()(
+    schedule = ResNetSchedule(
         recipe.base_lr(), recipe.epochs * steps_per_epoch, int(round(recipe.warmup_epochs * steps_per_epoch)),
         recipe.base_lr() * recipe.warmup_factor, recipe.schedule)
     metrics: list[Any] = ["accuracy"]
@@ -320,6 +287,8 @@ def _atomic_save_model(model, path: str) -> None:
 
 def _publish(src: str, dst: str) -> None:
     """``dst`` becomes ``src``'s content atomically (a hard link when the file system allows)."""
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        return  # rename() of two links to one file is a no-op that would leave the temporary link behind
     tmp = f"{dst}.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.remove(tmp)

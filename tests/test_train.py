@@ -62,9 +62,8 @@ def test_mixed_precision_model_keeps_a_float32_classifier():
 
 
 def test_schedule_step_cosine_and_warmup():
-    from keras_resnet.train import _schedule_class
+    from keras_resnet.schedules import ResNetSchedule as schedule
 
-    schedule = _schedule_class()
     step = schedule(0.1, 100, 10, 0.01, "step")
     values = [float(step(s)) for s in (0, 9, 10, 49, 50, 74, 75, 99)]
     assert np.allclose(values, [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
@@ -90,6 +89,10 @@ def test_train_api_writes_the_run_and_resumes_a_finished_run(tmp_path):
     assert 0 <= saved["metrics"]["test_accuracy"] <= 1 and "test_top5" in saved["metrics"]
     assert summary["test_accuracy"] == saved["test_accuracy"]
     assert not [f for f in os.listdir(out) if ".tmp" in f]
+    load = (f"import keras, keras_resnet; m = keras.saving.load_model({str(out / 'best.keras')!r}, "
+            "safe_mode=True); print(type(m.optimizer._learning_rate).__name__)")
+    loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0 and "ResNetSchedule" in loaded.stdout, loaded.stderr[-1500:]
 
     again = train("resnet20", "digits", epochs=2, batch_size=64, limit=128, output=str(out), verbose=0)
     assert again["epochs_completed"] == 2 and again["resumed_at_epochs"] == [2] and len(_history(out)) == 2
