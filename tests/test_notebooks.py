@@ -1,0 +1,143 @@
+"""The notebooks in notebooks/ run top to bottom, offline, with small parameters.
+
+Each notebook's first code cell is tagged ``parameters`` (its defaults, sized for a full ~10-minute run
+on a laptop CPU). The tests insert a cell right after it that overrides them with tiny values, execute
+the notebook in a temporary folder with the ``python3`` kernel of the running interpreter (ipykernel
+installed in the same virtual environment, as ``make test`` does), and check the files and printed
+results each notebook promises.
+
+Run one notebook with its full defaults (and keep the executed copy)::
+
+    python tests/test_notebooks.py notebooks/01_why_residual.ipynb --workdir /tmp/nb01
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+# name: (parameter overrides, files that must exist afterwards (relative to the working folder),
+#        strings that must appear in the notebook's printed output)
+CASES: dict[str, tuple[str, list[str], list[str]]] = {
+    "01_why_residual.ipynb": (
+        "EPOCHS = 1\nDEPTHS = (20,)\nLIMIT = 128\nGRAD_DEPTHS = (20,)\nGRAD_BATCH = 32\n",
+        ["runs/01_why_residual/digits.png", "runs/01_why_residual/gradient_norms.png",
+         "runs/01_why_residual/degradation.png", "runs/01_why_residual/results.json",
+         "runs/01_why_residual/resnet20/best.keras"],
+        ["gradient norms span", "train loss", "val error %", "test accuracy %", "resnet20", "plain20", "highway20"],
+    ),
+}
+
+
+def _kernel_available() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        pytest.fail(f"no 'python3' Jupyter kernel for {sys.executable}: pip install ipykernel into this environment")
+
+
+def load(name: str, overrides: str | None):
+    """The notebook, with an ``overrides`` cell inserted after its parameters cell."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    if overrides:
+        cell = nbformat.v4.new_code_cell(overrides)
+        cell.metadata["tags"] = ["injected-parameters"]
+        nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def execute(nb, workdir: str, timeout: int = 600):
+    from nbclient import NotebookClient
+
+    os.makedirs(workdir, exist_ok=True)
+    env_before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "Agg"  # the kernel inherits it: figures render to files, no display needed
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": workdir}}).execute()
+    finally:
+        if env_before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = env_before
+    return nb
+
+
+def printed(nb) -> str:
+    """Everything the notebook printed or displayed as text."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            elif "data" in out:
+                parts.append(out["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+def test_stored_without_outputs():
+    import nbformat
+
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert set(CASES) <= set(names), f"missing notebooks: {sorted(set(CASES) - set(names))}"
+    for name in names:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), f"{name}: first code cell must be tagged 'parameters'"
+        for cell in code:
+            assert not cell.outputs and cell.execution_count is None, f"{name}: stored with outputs; strip them"
+        assert name in CASES, f"{name} has no test case in tests/test_notebooks.py"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_notebook_runs(name, tmp_path):
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    _kernel_available()
+    overrides, files, strings = CASES[name]
+    nb = execute(load(name, overrides), str(tmp_path))
+    missing = [f for f in files if not (tmp_path / f).is_file()]
+    assert not missing, f"{name} did not write {missing}"
+    text = printed(nb)
+    absent = [s for s in strings if s not in text]
+    assert not absent, f"{name} never printed {absent}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Execute a notebook (full defaults unless --small).")
+    parser.add_argument("notebook")
+    parser.add_argument("--workdir", default=None, help="working folder (default: a new temporary one)")
+    parser.add_argument("--small", action="store_true", help="use the tests' small parameters")
+    parser.add_argument("--save", default=None, help="write the executed notebook here")
+    args = parser.parse_args(argv)
+    import tempfile
+
+    import nbformat
+
+    name = pathlib.Path(args.notebook).name
+    workdir = args.workdir or tempfile.mkdtemp(prefix="notebook-")
+    start = time.perf_counter()
+    nb = execute(load(name, CASES[name][0] if args.small else None), workdir, timeout=3600)
+    print(printed(nb))
+    print(f"{name}: executed in {time.perf_counter() - start:.0f} s in {workdir}")
+    if args.save:
+        nbformat.write(nb, args.save)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
