@@ -34,6 +34,13 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
          "runs/01_why_residual/resnet20/best.keras"],
         ["gradient norms span", "train loss", "val error %", "test accuracy %", "resnet20", "plain20", "highway20"],
     ),
+    "02_build_your_own.ipynb": (
+        "EPOCHS = 1\nLIMIT = 128\nWEIGHTS_SIZE = 64\n",
+        ["runs/02_build_your_own/custom_models.png",
+         "runs/02_build_your_own/resnet50_random_weights_tf_dim_ordering_tf_kernels.h5"],
+        ["demo_add", "neck_3_conv", "Plain20", "hand_made", "wrn14_2", "resnet20_multiscale", "C5",
+         "identical top-5 classes: True", "transfer_weights copied", "is refused"],
+    ),
 }
 
 
