@@ -8,10 +8,11 @@ tfmot 0.8.1 quantizes only tf_keras (Keras 2) models, so QAT works on a *tf_kera
    input that the twin computes the same function (max |diff| ≈ 0).
 2. With ``for_qat=True`` the twin is prepared for int8: a BatchNormalization that tfmot cannot fold
    into a preceding conv (the pre-activation BNs of ResNet V2, ``post_bn``) and the input
-   ``Normalization`` layer become an equivalent 1×1 ``DepthwiseConv2D`` (scale = γ/√(σ²+ε), bias =
-   β − μ·scale), which tfmot quantizes per channel and TFLite runs as one int8 op. Layers tfmot has
-   no rule for but TFLite runs in int8 (Rescaling, Subtract, Multiply, ...) get an output-only
-   quantize config. Nothing stays float after conversion.
+   ``Normalization`` become an equivalent 1×1 ``DepthwiseConv2D`` (scale = γ/√(σ²+ε), bias =
+   β − μ·scale), which tfmot quantizes per channel and TFLite runs as one int8 op; the Normalization's
+   conv is not trainable (see :func:`fine_tune`). Layers tfmot has no rule for but
+   TFLite runs in int8 (Rescaling, Subtract, Multiply, ...) get an output-only quantize config; the
+   option-A ``ChannelPadding`` passes through. Nothing stays float after conversion.
 3. :func:`quantize_model` applies tfmot's default 8-bit scheme; :func:`calibrate_ranges` sets its
    activation ranges from data; :func:`fine_tune` trains it briefly (SGD, small learning rate);
    :func:`save_qat_model` (.h5) / :func:`load_model` round-trip it.
@@ -381,7 +382,8 @@ class _Translator:
             if self.for_qat and kind in ("BatchNormalization", "Normalization") and not foldable:
                 affine = _affine_of(layer)
             if affine is not None:
-                twin = tf_keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name)
+                twin = tf_keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name,
+                                                       trainable=layer.trainable and kind != "Normalization")
                 cache.update(layer=twin, affine=affine)
                 self.standalone.add(layer.name)
             else:
@@ -500,9 +502,10 @@ def quantize_model(model, *, check: bool = True):
                                                                                    check=check)
     with tfmot.quantization.keras.quantize_scope():
         try:
-            return tfmot.quantization.keras.quantize_apply(_annotate(twin))
+            qat = tfmot.quantization.keras.quantize_apply(_annotate(twin))
         except (RuntimeError, ValueError) as error:
             raise TranslationError(f"tfmot could not quantize {model.name}: {str(error).splitlines()[0]}") from None
+    return qat
 
 
 def calibrate_ranges(qat_model, x, *, batches: int = 8, batch_size: int = 64, seed: int = 0) -> None:
@@ -550,9 +553,24 @@ def _from_logits(model) -> bool:
 
 def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_rate: float = 1e-3,
               validation: tuple | None = None, from_logits: bool = False, verbose: int = 0, seed: int = 0):
-    """Train a QAT model briefly with SGD (momentum 0.9); returns the tf_keras History."""
+    """Train a QAT model briefly with SGD (momentum 0.9); returns the tf_keras History.
+
+    Frozen layers stay frozen: tfmot's QuantizeWrapper trains the weights it quantizes even when its
+    layer is not trainable, so their values are put back after every step (the input Normalization,
+    rebuilt as a depthwise conv, took ~50× larger gradients than any other layer from 0–255 pixels and
+    one epoch took ResNet-20 to chance).
+    """
     import tensorflow as tf
     import tf_keras
+
+    frozen = [w for layer in qat_model.layers if not getattr(layer, "layer", layer).trainable
+              for w in layer.trainable_weights]
+    values = [w.numpy() for w in frozen]
+
+    class KeepFrozen(tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for weight, value in zip(frozen, values, strict=True):
+                weight.assign(value)
 
     tf.random.set_seed(seed)
     qat_model.compile(
@@ -563,7 +581,7 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
     return qat_model.fit(np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
                          validation_data=None if validation is None else
                          (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
-                         verbose=verbose, shuffle=True)
+                         verbose=verbose, shuffle=True, callbacks=[KeepFrozen()] if frozen else None)
 
 
 def accuracy(model, x, y, batch_size: int = 128) -> float:

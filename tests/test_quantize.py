@@ -60,10 +60,12 @@ def test_every_family_translates_exactly_and_quantizes(name, kwargs):
     twin = Q.to_tf_keras(model)
     assert type(twin).__module__.startswith("tf_keras")
     assert Q.parity(model, twin) < 1e-5
-    prepared = Q.to_tf_keras(model, for_qat=True)  # BN/Normalization → depthwise where tfmot cannot fold
+    prepared = Q.to_tf_keras(model, for_qat=True)  # BN → depthwise where tfmot cannot fold
     assert Q.parity(model, prepared) < 1e-4
     qat = Q.quantize_model(model)
     assert Q.is_qat_model(qat)
+    # The input Normalization holds data constants; trained, one fine-tuning epoch wrecked the model.
+    assert not qat.get_layer("quant_normalization").layer.trainable
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     Q.calibrate_ranges(qat, x, batches=1, batch_size=4)
     assert np.isfinite(qat.predict(x, verbose=0)).all()
@@ -116,6 +118,10 @@ def test_qat_fine_tune_save_and_reload(digits_model, tmp_path):
     assert result.path == str(output) and output.exists()
     assert result.float_accuracy > 0.9
     assert result.accuracy >= result.float_accuracy - 0.03
+    x_norm = Q.load_model(digits_model).get_layer("normalization")  # the constants survived fine-tuning
+    wrapper = Q.load_model(str(output)).get_layer("quant_normalization")
+    kernel = next(w.numpy() for w in wrapper.weights if "depthwise_kernel" in w.name)
+    np.testing.assert_allclose(np.ravel(kernel), 1 / np.sqrt(np.ravel(x_norm.variance)), rtol=1e-4)
     reloaded = Q.load_model(str(output))
     assert Q.is_qat_model(reloaded)
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
