@@ -694,6 +694,9 @@ batches), folder:PATH (one sub-folder of images per class). See docs/training.md
                    help="auto: multi-worker if TF_CONFIG lists several tasks, mirrored on several GPUs, else one "
                         "device; mirrored: all local GPUs; multiworker: one process per machine (TF_CONFIG)")
     p.add_argument("--output", default=None, help="output folder (default: runs/MODEL-DATASET)")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="afterwards, fine-tune a quantization-aware copy of best.keras for N epochs into "
+                        "OUTPUT/qat.h5 (for `keras-resnet convert`; default: 0, none)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="0 silent, 1 progress bar, 2 one line per epoch (default: 1)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end")
@@ -702,6 +705,8 @@ batches), folder:PATH (one sub-folder of images per class). See docs/training.md
 
 def cli(argv: list[str], prog: str = "keras-resnet train") -> int:
     args = parser(prog).parse_args(argv)
+    if args.qat_epochs < 0:
+        raise UserError(f"--qat-epochs must be >= 0; got {args.qat_epochs}")
     output = args.output or os.path.join("runs", f"{_model_key(args.model)}-"
                                                  f"{data_lib.parse_name(args.dataset, args.data_dir)[0]}")
     summary = train(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, output=output,
@@ -709,9 +714,27 @@ def cli(argv: list[str], prog: str = "keras-resnet train") -> int:
                     weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                     mixed_precision=args.mixed_precision, augment=args.augment, seed=args.seed, limit=args.limit,
                     strategy=args.strategy, verbose=args.verbose, builder_options=dict(args.option))
+    if args.qat_epochs:
+        summary["qat"] = _qat(output, args)
     if args.json:
         print(json.dumps(summary), flush=True)
     return 0
+
+
+def _qat(output: str, args) -> dict:
+    """``--qat-epochs N``: fine-tune a QAT copy of best.keras into OUTPUT/qat.h5 (kept on a rerun)."""
+    from keras_resnet import quantize
+
+    path = os.path.join(output, "qat.h5")
+    if os.path.exists(path):
+        print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
+        return {"path": path}
+    print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {args.qat_epochs} epochs", flush=True)
+    result = quantize.qat_fine_tune(os.path.join(output, "best.keras"), args.dataset, args.qat_epochs, path,
+                                    data_dir=args.data_dir, verbose=2 if args.verbose else 0)
+    print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}", flush=True)
+    return {"path": path, "accuracy": result.accuracy, "float_accuracy": result.float_accuracy,
+            "epochs": result.epochs, "seconds": round(result.seconds, 1)}
 
 
 if __name__ == "__main__":

@@ -113,10 +113,11 @@ def test_compare_plots_the_degradation_experiment(tmp_path):
 def test_cli_trains_with_progress_and_summary(tmp_path):
     out = tmp_path / "cli"
     result = run("train", *TINY, "--epochs", "1", "--schedule", "cosine", "--warmup-epochs", "0.5",
-                 "--output", str(out), "--json")
+                 "--qat-epochs", "1", "--output", str(out), "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val_accuracy:" in result.stdout and "done: resnet20 on digits" in result.stdout
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (out / "qat.h5").is_file() and 0 <= summary["qat"]["accuracy"] <= 1
     assert summary["recipe"]["schedule"] == "cosine" and summary["recipe"]["warmup_epochs"] == 0.5
     assert (out / "best.keras").is_file()
 
@@ -138,6 +139,7 @@ def test_help_documents_the_recipe():
     (["--model", "resnet21"], "unknown model 'resnet21'"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--qat-epochs", "-1"], "--qat-epochs must be >= 0"),
     (["--batch-size", "-4"], "batch size must be a positive integer"),
     (["--output", "FILE"], "is not a folder"),
     (["--dataset", "cifar10", "--data-dir", "EMPTY"], "cifar-10-batches-py"),
