@@ -10,6 +10,7 @@ Layer names follow keras.applications: ``{name}_{i}_conv|bn|relu|pad`` for the i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 from dataclasses import dataclass
@@ -76,9 +77,31 @@ def _check(name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
+_TRACE_PLAIN_PAD = [False]
+
+
+@contextlib.contextmanager
+def tflite_tracing():
+    """Trace :class:`ChannelPadding` as a plain Pad (for the TFLite converter) inside this block.
+
+    TensorFlow runs it as PadV2 (the pad value a tensor): its oneDNN graph rewrite segfaults on a plain
+    Pad in pre-activation blocks (TF 2.21). The TFLite int8 quantizer, though, leaves the neighbouring
+    strided conv in float next to a PADV2, and exports are never run by TensorFlow: so they get PAD.
+    """
+    _TRACE_PLAIN_PAD[0] = True
+    try:
+        yield
+    finally:
+        _TRACE_PLAIN_PAD[0] = False
+
+
+def _pad_value(ops, dtype):
+    return 0 if _TRACE_PLAIN_PAD[0] else ops.zeros((), dtype=dtype)
+
+
 @keras.saving.register_keras_serializable("keras_resnet")
 class ChannelPadding(keras.layers.Layer):
-    """Append ``padding`` zero channels (option A shortcuts): one TFLite PADV2 op, exact in int8.
+    """Append ``padding`` zero channels (option A shortcuts): one TFLite PAD op, exact in int8.
 
     The one non-built-in layer of the package. ``Rescaling(0)`` + ``Concatenate`` would do with built-in
     layers, but the TFLite calibrator gives that all-zero tensor a degenerate int8 scale (~1e-41) and the
@@ -89,11 +112,9 @@ class ChannelPadding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.padding = int(padding)
 
-    def call(self, x):
-        # The pad value as a tensor makes TensorFlow emit PadV2: its oneDNN graph rewrite crashes on a
-        # plain Pad that shares its input with a pre-activation BatchNormalization (TF 2.21).
-        zero = keras.ops.zeros((), dtype=x.dtype)
-        return keras.ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]], constant_values=zero)
+    def call(self, x):  # PadV2 at run time, Pad when traced for TFLite: see tflite_tracing()
+        return keras.ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]],
+                             constant_values=_pad_value(keras.ops, x.dtype))
 
     def compute_output_shape(self, shape):
         return (*shape[:-1], None if shape[-1] is None else shape[-1] + self.padding)
@@ -117,8 +138,8 @@ def tf_keras_channel_padding() -> type:
             self.padding = int(padding)
 
         def call(self, x):
-            zero = tf.constant(0, dtype=x.dtype)  # PadV2, as the Keras 3 layer
-            return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]], constant_values=zero)
+            return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]],
+                          constant_values=_pad_value(tf, x.dtype))
 
         def compute_output_shape(self, shape):
             return tf.TensorShape([*shape[:-1], None if shape[-1] is None else shape[-1] + self.padding])

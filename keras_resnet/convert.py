@@ -106,6 +106,13 @@ def _input_spec(model, batch: int | None):
 
 
 def _converter(model, batch: int | None, workdir: str):
+    from keras_resnet.blocks import tflite_tracing
+
+    with tflite_tracing():  # option-A ChannelPadding as PAD (see there)
+        return _trace(model, batch, workdir)
+
+
+def _trace(model, batch: int | None, workdir: str):
     import tensorflow as tf
 
     spec = _input_spec(model, batch)
@@ -161,9 +168,9 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
     if quantization == "int8" and not qat and (calibration is None or not len(calibration)):
         raise UserError("int8 post-training quantization of a float model needs calibration images "
                         "(--calibration-data DATASET, or 'random' for latency-only work)")
-    # Not retried with the legacy quantizer (experimental_new_quantizer=False): it does integerize the
-    # PAD→CONV_2D pairs the MLIR quantizer leaves float in option-A ResNets, but its output crashes
-    # XNNPACK's allocate_tensors (ai-edge-litert 2.3). QAT models convert fully integer.
+    # Option-A ResNets convert fully integer since ChannelPadding is traced as PAD (blocks.tflite_tracing);
+    # the converter's legacy quantizer (experimental_new_quantizer=False) is not needed and cannot
+    # quantize PADV2 anyway.
     return attempt(True)
 
 
@@ -374,9 +381,11 @@ def _embed(content: bytes, meta: dict) -> tuple[bytes, bool]:
 
 
 def _float_bytes(model) -> int:
-    layers = [getattr(layer, "layer", layer) for layer in model.layers]  # unwrap QuantizeWrappers
-    return 4 * sum(int(np.prod(w.shape)) for layer in layers for w in layer.weights
-                   if not any(k in w.name for k in ("_min", "_max", "optimizer_step")))
+    """4 bytes per model weight; a QAT model's quantizer ranges and step counters do not count."""
+    # A QuantizeWrapper holds the kernel it quantizes itself (not its inner layer): count wrapper weights.
+    weights = {id(w): w for layer in model.layers for w in layer.weights
+               if not any(k in w.name for k in ("_min", "_max", "optimizer_step"))}
+    return 4 * sum(int(np.prod(w.shape)) for w in weights.values())
 
 
 # ---- the whole job ---------------------------------------------------------------------------------------

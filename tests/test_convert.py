@@ -30,20 +30,27 @@ def test_modes_validate_against_keras(digits_model, tmp_path, mode, max_ratio):
     assert report.agreement >= C.MIN_AGREEMENT[mode]
     assert report.size_ratio <= max_ratio
     assert report.tflite_accuracy > 0.85 and report.validation == "digits"
-    if mode == "int8":  # PTQ leaves the two option-A downsampling PAD→CONV pairs float (see convert.py)
-        assert len(report.float_ops) <= 8 and report.io_type == "int8"
+    if mode == "int8":  # full integer, option-A downsampling blocks included
+        assert report.float_ops == [] and report.io_type == "int8"
     if mode == "float32":
         assert report.max_abs_diff < 1e-4
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
 
 
-def test_gpu_and_edgetpu_targets(digits_model, tmp_path):
+def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
     gpu = C.convert(digits_model, str(tmp_path / "gpu.tflite"), target="gpu", validation_samples=32)
     assert gpu.quantization == "float16" and gpu.io_type == "float32" and gpu.gpu_unsupported == []
-    with pytest.raises(UserError, match="not fully integer"):  # PTQ of option-A blocks: use QAT for the TPU
+    # PTQ of a CIFAR ResNet with option-A blocks is fully integer (ChannelPadding traced as PAD).
+    ptq = C.convert(digits_model, str(tmp_path / "ptq.tflite"), target="edgetpu", calibration_data="digits",
+                    calibration_samples=32, validation_samples=32, min_agreement=0.8)
+    assert ptq.float_ops == [] and ptq.io_type == "uint8" and "PAD" in ptq.ops
+    real = C.op_summary
+    monkeypatch.setattr(C, "op_summary", lambda content: (real(content)[0], ["CONV_2D#3"]))
+    with pytest.raises(UserError, match="not fully integer: 1 ops would stay float.*CONV_2D#3"):
         C.convert(digits_model, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
                   calibration_samples=32, validation_samples=16)
     assert not (tmp_path / "tpu.tflite").exists()
+    monkeypatch.undo()
     plain = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
     tpu = C.convert(plain, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
