@@ -1,0 +1,210 @@
+"""Read keras_resnet's TFLite metadata (and check a model's structure) without TensorFlow.
+
+A tiny, bounds-checked FlatBuffers walker over the TFLite schema: Model → metadata[] → buffers[i].
+Every malformed offset raises :class:`ValueError` naming what is wrong; nothing is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+NAME = "keras_resnet"
+SCHEMA = "keras_resnet.metadata/1"
+IDENTIFIER = b"TFL3"
+
+# Field ids in tensorflow/lite/schema/schema.fbs
+_MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 1, 2, 4, 6
+_SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _SUBGRAPH_OPERATORS = 0, 1, 2, 3
+_TENSOR_SHAPE, _TENSOR_TYPE, _TENSOR_BUFFER = 0, 1, 2
+_OPERATOR_OPCODE, _OPERATOR_INPUTS, _OPERATOR_OUTPUTS = 0, 1, 2
+_METADATA_NAME, _METADATA_BUFFER = 0, 1
+_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
+_MAX_VECTOR = 1 << 28
+
+
+class _Reader:
+    """Bounds-checked access to FlatBuffers tables, vectors and strings in ``buf``."""
+
+    def __init__(self, buf: bytes | memoryview):
+        self.buf = memoryview(buf)
+        self.n = len(buf)
+
+    def _need(self, pos: int, size: int, what: str) -> None:
+        if pos < 0 or pos + size > self.n:
+            raise ValueError(f"malformed TFLite flatbuffer: {what} at offset {pos} lies outside the file")
+
+    def u8(self, pos: int) -> int:
+        self._need(pos, 1, "byte")
+        return self.buf[pos]
+
+    def u16(self, pos: int) -> int:
+        self._need(pos, 2, "uint16")
+        return struct.unpack_from("<H", self.buf, pos)[0]
+
+    def u32(self, pos: int) -> int:
+        self._need(pos, 4, "uint32")
+        return struct.unpack_from("<I", self.buf, pos)[0]
+
+    def i32(self, pos: int) -> int:
+        self._need(pos, 4, "int32")
+        return struct.unpack_from("<i", self.buf, pos)[0]
+
+    def u64(self, pos: int) -> int:
+        self._need(pos, 8, "uint64")
+        return struct.unpack_from("<Q", self.buf, pos)[0]
+
+    def deref(self, pos: int) -> int:
+        return pos + self.u32(pos)
+
+    def table(self, pos: int, what: str) -> int:
+        """Validate the table at ``pos`` (its vtable must be in bounds) and return ``pos``."""
+        vtable = pos - self.i32(pos)
+        self._need(vtable, 4, f"{what} vtable")
+        size = self.u16(vtable)
+        if size < 4 or size % 2:
+            raise ValueError(f"malformed TFLite flatbuffer: bad vtable size {size} for {what}")
+        self._need(vtable, size, f"{what} vtable")
+        self._need(pos, max(self.u16(vtable + 2), 4), what)
+        return pos
+
+    def field(self, table: int, field_id: int) -> int | None:
+        """Absolute position of a field's value, or None when absent."""
+        vtable = table - self.i32(table)
+        slot = 4 + 2 * field_id
+        if slot >= self.u16(vtable):
+            return None
+        offset = self.u16(vtable + slot)
+        return table + offset if offset else None
+
+    def scalar(self, table: int, field_id: int, kind: str, default: int = 0) -> int:
+        pos = self.field(table, field_id)
+        return default if pos is None else getattr(self, kind)(pos)
+
+    def vector(self, table: int, field_id: int, elem: int, what: str) -> tuple[int, int]:
+        """(start, length) of a vector field; (0, 0) when absent."""
+        pos = self.field(table, field_id)
+        if pos is None:
+            return 0, 0
+        vec = self.deref(pos)
+        length = self.u32(vec)
+        if length > _MAX_VECTOR:
+            raise ValueError(f"malformed TFLite flatbuffer: {what} claims {length} entries")
+        self._need(vec + 4, length * elem, what)
+        return vec + 4, length
+
+    def tables(self, table: int, field_id: int, what: str) -> list[int]:
+        start, length = self.vector(table, field_id, 4, what)
+        return [self.table(self.deref(start + 4 * i), what) for i in range(length)]
+
+    def ints(self, table: int, field_id: int, what: str) -> list[int]:
+        start, length = self.vector(table, field_id, 4, what)
+        return list(struct.unpack_from(f"<{length}i", self.buf, start)) if length else []
+
+    def bytes_(self, table: int, field_id: int, what: str) -> bytes | None:
+        if self.field(table, field_id) is None:
+            return None
+        start, length = self.vector(table, field_id, 1, what)
+        return bytes(self.buf[start:start + length])
+
+
+def _load(source: str | os.PathLike | bytes | bytearray | memoryview) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    with open(source, "rb") as f:
+        return f.read()
+
+
+def _root(reader: _Reader) -> int:
+    if reader.n < 8:
+        raise ValueError(f"not a TFLite model: {reader.n} bytes is too short")
+    if bytes(reader.buf[4:8]) != IDENTIFIER:
+        raise ValueError(f"not a TFLite model: file identifier {bytes(reader.buf[4:8])!r}, expected {IDENTIFIER!r}")
+    return reader.table(reader.u32(0), "Model")
+
+
+def check_model(source: str | os.PathLike | bytes) -> dict[str, Any]:
+    """Cheap structural validation of a TFLite flatbuffer; returns a summary of subgraph 0.
+
+    Checks the identifier, every table/vector offset the interpreter follows first (subgraphs,
+    tensors, operators, operator codes, buffers) and that all indices are in range.
+    Raises ValueError on anything malformed.
+    """
+    r = _Reader(_load(source))
+    model = _root(r)
+    buffers = r.tables(model, _MODEL_BUFFERS, "buffers")
+    opcodes = r.tables(model, _MODEL_OPCODES, "operator_codes")
+    subgraphs = r.tables(model, _MODEL_SUBGRAPHS, "subgraphs")
+    if not subgraphs:
+        raise ValueError("malformed TFLite model: no subgraphs")
+    summary: dict[str, Any] = {}
+    for s, sg in enumerate(subgraphs):
+        tensors = r.tables(sg, _SUBGRAPH_TENSORS, "tensors")
+        shapes = []
+        for t in tensors:
+            shape = r.ints(t, _TENSOR_SHAPE, "tensor shape")
+            if r.scalar(t, _TENSOR_BUFFER, "u32") >= max(len(buffers), 1):
+                raise ValueError("malformed TFLite model: tensor refers to a missing buffer")
+            if any(d < -1 for d in shape):
+                raise ValueError(f"malformed TFLite model: tensor shape {shape}")
+            shapes.append((shape, r.scalar(t, _TENSOR_TYPE, "u8")))
+        inputs = r.ints(sg, _SUBGRAPH_INPUTS, "subgraph inputs")
+        outputs = r.ints(sg, _SUBGRAPH_OUTPUTS, "subgraph outputs")
+        for i in inputs + outputs:
+            if not 0 <= i < len(tensors):
+                raise ValueError(f"malformed TFLite model: subgraph {s} input/output tensor {i} out of range")
+        for op in r.tables(sg, _SUBGRAPH_OPERATORS, "operators"):
+            if r.scalar(op, _OPERATOR_OPCODE, "u32") >= len(opcodes):
+                raise ValueError("malformed TFLite model: operator refers to a missing operator code")
+            for i in r.ints(op, _OPERATOR_INPUTS, "operator inputs") + r.ints(op, _OPERATOR_OUTPUTS, "operator outputs"):
+                if not -1 <= i < len(tensors):
+                    raise ValueError(f"malformed TFLite model: operator tensor index {i} out of range")
+        if s == 0:
+            summary = {"inputs": [shapes[i] for i in inputs], "outputs": [shapes[i] for i in outputs],
+                       "operators": len(r.tables(sg, _SUBGRAPH_OPERATORS, "operators")),
+                       "subgraphs": len(subgraphs)}
+    return summary
+
+
+def read_all_metadata(source: str | os.PathLike | bytes) -> dict[str, bytes]:
+    """Every ``Model.metadata`` entry as ``{name: buffer bytes}``."""
+    r = _Reader(_load(source))
+    model = _root(r)
+    buffers = r.tables(model, _MODEL_BUFFERS, "buffers")
+    entries: dict[str, bytes] = {}
+    for meta in r.tables(model, _MODEL_METADATA, "metadata"):
+        name = r.bytes_(meta, _METADATA_NAME, "metadata name")
+        index = r.scalar(meta, _METADATA_BUFFER, "u32")
+        if index >= len(buffers):
+            raise ValueError(f"malformed TFLite model: metadata buffer {index} of {len(buffers)}")
+        buffer = buffers[index]
+        offset, size = r.scalar(buffer, _BUFFER_OFFSET, "u64"), r.scalar(buffer, _BUFFER_SIZE, "u64")
+        if offset > 1:  # large models keep buffer data after the flatbuffer, at an absolute offset
+            r._need(offset, size, "metadata buffer data")
+            data = bytes(r.buf[offset:offset + size])
+        else:
+            data = r.bytes_(buffer, _BUFFER_DATA, "metadata buffer data") or b""
+        try:
+            entries[(name or b"").decode("utf-8")] = data
+        except UnicodeDecodeError:
+            raise ValueError("malformed TFLite model: metadata name is not UTF-8") from None
+    return entries
+
+
+def read_metadata(source: str | os.PathLike | bytes) -> dict | None:
+    """The ``"keras_resnet"`` metadata as a dict, or None when the model has none.
+
+    Raises ValueError when the file is not a well-formed TFLite model or the entry is not JSON.
+    """
+    data = read_all_metadata(source).get(NAME)
+    if data is None:
+        return None
+    try:
+        meta = json.loads(data.rstrip(b"\0").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"keras_resnet metadata is not UTF-8 JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise ValueError("keras_resnet metadata is not a JSON object")
+    return meta
