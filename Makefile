@@ -1,4 +1,6 @@
 # Every target creates the virtual environment it needs; `make demo` and `make test` work on a fresh clone.
+# `make test` runs the package tests (notebooks included) in .venv, then deploy/ci.sh runs the device
+# runner's tests in environments without TensorFlow (.venv-deploy, and .venv-legacy with tflite-runtime).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +18,9 @@ demo: $(STAMP)
 	$(BIN)/keras-resnet demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	bash deploy/ci.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
