@@ -16,9 +16,9 @@ import numpy as np
 
 def resnet50(workdir: str, threads: int) -> None:
     from keras_resnet import convert as C
-    from keras_resnet.build import build
+    from keras_resnet.build import build_model
 
-    model = build("resnet50", weights=None)
+    model = build_model("resnet50", weights=None)
     x = np.random.default_rng(0).uniform(0, 255, (8, 224, 224, 3)).astype("float32")
     rows = {}
     for mode in ("float32", "int8"):

@@ -316,9 +316,6 @@ def build_model(model: str, **kwargs):
     return globals()[MODELS[key].function](**kwargs)
 
 
-build = build_model  # the name colleagues use inside the package
-
-
 def _named(key: str, entry: Entry) -> Callable:
     cifar = entry.arch.stem == "cifar"
 

@@ -112,7 +112,7 @@ def model_for_dataset(name: str, info: data_lib.DatasetInfo, *, mean=None, varia
     """
     import keras
 
-    from keras_resnet.build import MODELS, build
+    from keras_resnet.build import MODELS, build_model
 
     key = _model_key(name)
     if key not in MODELS:
@@ -123,7 +123,7 @@ def model_for_dataset(name: str, info: data_lib.DatasetInfo, *, mean=None, varia
     with _dtype_policy("mixed_float16" if mixed_precision else None):
         inputs = keras.Input(info.image_shape, name="image")
         x = keras.layers.Normalization(mean=list(mean), variance=list(variance), name="normalization")(inputs)
-        model = build(key, input_tensor=x, name=key, **kwargs)
+        model = build_model(key, input_tensor=x, name=key, **kwargs)
         if mixed_precision:  # softmax and the loss in float32: rebuild the classifier with a float32 policy
             def clone(layer):
                 config = layer.get_config()

@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow_model_optimization")
 
 from keras_resnet import quantize as Q  # noqa: E402
-from keras_resnet.build import build  # noqa: E402
+from keras_resnet.build import build_model  # noqa: E402
 from keras_resnet.errors import UserError  # noqa: E402
 
 
@@ -20,7 +20,7 @@ def _with_normalization(name: str, size: int = 32, **kwargs):
     inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[4000.0, 3000.0, 3500.0],
                                    name="normalization")(inputs)
-    return build(name, weights=None, input_tensor=x, name=name, **kwargs)
+    return build_model(name, weights=None, input_tensor=x, name=name, **kwargs)
 
 
 def trained_digits_model(tmp_path_factory) -> str:
