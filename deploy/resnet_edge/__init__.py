@@ -1,14 +1,15 @@
-"""resnet_edge: run keras_resnet TFLite classifiers on devices without TensorFlow.
+"""resnet-edge: run keras_resnet ``.tflite`` classifiers on small devices (numpy + Pillow + a TFLite runtime).
 
-Needs numpy, Pillow and a TFLite runtime (ai-edge-litert, or tflite-runtime 2.14 on old boards).
+    from resnet_edge import Classifier
+    clf = Classifier("model.tflite", threads=2)
+    clf.predict("cat.jpg", top_k=5)        # [(class id, label, score), ...]
 """
 
+from .classifier import Classifier, Result
+from .metadata import check_model, read_metadata
+from .preprocess import DEFAULT_MAX_PIXELS, ImageError, InputSpec, load_image, preprocess
+from .runtime import ModelError, RuntimeUnavailable, open_model, select_runtime
+
 __version__ = "0.1.0"
-
-from .classifier import Classifier, Result  # noqa: E402
-from .metadata import read_metadata  # noqa: E402
-from .preprocess import ImageError, InputSpec, load_image  # noqa: E402
-from .runtime import ModelError, RuntimeUnavailable, open_model, select_runtime  # noqa: E402
-
-__all__ = ["Classifier", "ImageError", "InputSpec", "ModelError", "Result", "RuntimeUnavailable", "load_image",
-           "open_model", "read_metadata", "select_runtime"]
+__all__ = ["Classifier", "Result", "InputSpec", "ImageError", "ModelError", "RuntimeUnavailable", "DEFAULT_MAX_PIXELS",
+           "check_model", "load_image", "open_model", "preprocess", "read_metadata", "select_runtime"]

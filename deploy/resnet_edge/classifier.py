@@ -1,188 +1,189 @@
-"""``Classifier``: a TFLite image classifier for files, folders, PIL images and pixel arrays."""
+"""The Python API: ``Classifier("m.tflite").predict("cat.jpg", top_k=5)``."""
 
 from __future__ import annotations
 
-import collections
 import os
-import statistics
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from .metadata import read_metadata
-from .preprocess import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,
-    ImageError,
-    InputSpec,
-    from_output,
-    load_image,
-    to_input,
-)
-from .runtime import ModelError, open_model
-
-MAX_BATCH = 32  # images per invoke for models with a dynamic batch
+from .preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageSource, InputSpec, dequantize, describe, preprocess
+from .runtime import ModelError, _warn, open_model
 
 
 @dataclass
 class Result:
-    """One image's top-k ``[(label, score), ...]``, or the reason it could not be classified."""
+    """One image's outcome: ``top`` = [(class id, label, score), ...] best first, or ``error``."""
 
-    path: str
-    top: list[tuple[str, float]] = field(default_factory=list)
+    source: str
+    top: list[tuple[int, str, float]] = field(default_factory=list)
     error: str | None = None
 
-
-def expand(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Files as given; folders recursively, image files only, sorted."""
-    for path in map(os.fspath, paths):
-        if os.path.isdir(path):
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                yield from (os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES))
-        else:
-            yield path
+    def as_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": self.source, "error": self.error}
+        return {"path": self.source, "top": [{"class": c, "label": n, "score": s} for c, n, s in self.top]}
 
 
 class Classifier:
-    """Load a ``.tflite`` classifier (checked in a child process first) and run it on images.
+    """A ``.tflite`` image classifier; see :func:`resnet_edge.runtime.open_model` for the loading options.
 
-    >>> clf = Classifier("resnet20_int8.tflite", threads=2)
-    >>> clf.predict("digit.png", top_k=3)
-    [('7', 0.98), ('1', 0.01), ('9', 0.004)]
+    ``batch_size``: images per invoke for models with a dynamic batch dimension (fixed-batch models
+    run at their own batch size); ``workers``: threads decoding images while the model runs.
     """
 
-    def __init__(self, model_path: str | os.PathLike, *, runtime: str = "auto", threads: int | None = None,
-                 delegate: str | None = None, delegate_options: dict | None = None,
-                 accelerator: str | None = None, require_accelerator: bool = False,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, safe: bool = True, warn=None):
-        kwargs = {"warn": warn} if warn else {}
+    def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, runtime: str = "auto",
+                 delegate: str | None = None, delegate_options: dict | None = None, accelerator: str | None = None,
+                 require_accelerator: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8,
+                 workers: int | None = None, safe: bool = True, warn: Callable[[str], None] = _warn):
         self.path = os.fspath(model_path)
         self.engine = open_model(self.path, runtime=runtime, threads=threads, delegate=delegate,
                                  delegate_options=delegate_options, accelerator=accelerator,
-                                 require_accelerator=require_accelerator, safe=safe, **kwargs)
+                                 require_accelerator=require_accelerator, safe=safe, warn=warn)
         try:
-            self.metadata = read_metadata(self.path) or {}
-            self.spec = InputSpec.from_metadata(self.metadata, self.engine.input.shape)
+            self.metadata = read_metadata(self.path)
+        except ValueError as error:
+            warn(f"{self.path}: ignoring unreadable metadata ({error})")
+            self.metadata = None
+        spec_in, spec_out = self.engine.input, self.engine.output
+        try:
+            self.spec = InputSpec.from_model(self.metadata, spec_in.shape, spec_in.dtype, spec_in.scale,
+                                             spec_in.zero_point)
         except ValueError as error:
             raise ModelError(f"{self.path}: {error}") from None
-        classes = int(self.engine.output.shape[-1])
-        labels = [str(v) for v in self.metadata.get("labels") or []]
-        self.labels = labels if len(labels) == classes else [str(i) for i in range(classes)]
+        classes = int(spec_out.shape[-1])
+        labels = (self.metadata or {}).get("labels")
+        if not isinstance(labels, list) or len(labels) != classes:
+            if labels is not None:
+                warn(f"{self.path}: metadata has {len(labels) if isinstance(labels, list) else 'no'} labels for "
+                     f"{classes} classes; using class indices")
+            labels = [str(i) for i in range(classes)]
+        self.labels = [str(v) for v in labels]
         self.max_pixels = max_pixels
-        self.threads = self.engine.info["threads"]
+        self.batch_size = max(1, batch_size) if spec_in.dynamic_batch else spec_in.shape[0]
+        self.workers = max(1, workers or min(4, os.cpu_count() or 1))
 
     @property
-    def info(self) -> dict:
-        """What runs the model: runtime and version, delegate/accelerator, threads, input."""
-        spec = self.engine.input
-        return {**self.engine.info, "model": self.path, "input_shape": list(spec.shape), "input_dtype": spec.dtype,
-                "resize": self.spec.resize, "classes": len(self.labels)}
+    def info(self) -> dict[str, Any]:
+        """What runs: runtime, version, delegate/accelerator, threads, and the model's input."""
+        return {**self.engine.info, "model": self.path, "input": list(self.engine.input.shape[1:]),
+                "input_dtype": self.engine.input.dtype, "resize": self.spec.resize,
+                "metadata": self.metadata is not None}
 
-    # ---- arrays ------------------------------------------------------------------------------------------
+    # ---- low level: arrays -------------------------------------------------------------------------------
+
+    def preprocess(self, image: ImageSource) -> np.ndarray:
+        """One image → the model input for it (HWC, the input tensor's dtype)."""
+        return preprocess(image, self.spec, max_pixels=self.max_pixels)
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """Model-ready inputs (N, H, W, C) → dequantized outputs (N, classes), in model-sized batches."""
+        n, step = len(inputs), self.batch_size
+        if not self.engine.input.dynamic_batch and step != 1:
+            pad = (-n) % step
+            inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), inputs.dtype)]) if pad else inputs
+        out = []
+        for start in range(0, len(inputs), step):
+            chunk = np.ascontiguousarray(inputs[start:start + step])
+            if self.engine.input.dynamic_batch:
+                self.engine.set_batch(len(chunk))
+            out.append(self.engine.run(chunk).copy())
+        o = self.engine.output
+        scores = dequantize(np.concatenate(out) if out else np.zeros((0, o.shape[-1]), o.dtype), o.scale,
+                            o.zero_point)
+        return scores[:n]
 
     def predict_arrays(self, pixels: np.ndarray) -> np.ndarray:
-        """Scores (dequantized) for N×H×W×C float pixels in [0, 255] already at the model's size."""
-        pixels = np.asarray(pixels, np.float32)
-        expected = (self.spec.height, self.spec.width, self.spec.channels)
-        if pixels.ndim != 4 or pixels.shape[1:] != expected:
-            raise ValueError(f"pixels must be N×{expected[0]}×{expected[1]}×{expected[2]}; got {pixels.shape}")
-        i, o = self.engine.input, self.engine.output
-        chunk = MAX_BATCH if i.dynamic_batch else i.shape[0]
-        scores = []
-        for start in range(0, len(pixels), chunk):
-            part = pixels[start:start + chunk]
-            n = len(part)
-            if i.dynamic_batch:
-                self.engine.set_batch(n)
-            elif n < chunk:  # a fixed batch larger than what is left: pad with zeros
-                part = np.concatenate([part, np.zeros((chunk - n, *expected), np.float32)])
-            y = self.engine.run(to_input(part, self.spec, i.dtype, i.scale, i.zero_point))
-            scores.append(from_output(y, o.dtype, o.scale, o.zero_point)[:n])
-        return np.concatenate(scores) if scores else np.zeros((0, len(self.labels)), np.float32)
+        """Images already at the input size (N, H, W, C, values in [0, 255]) → scores (N, classes)."""
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        if pixels.shape[1:3] != (self.spec.height, self.spec.width):
+            return self.run(np.stack([self.preprocess(p) for p in pixels]))
+        from .preprocess import to_input
 
-    def top_k(self, scores: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
-        order = np.argsort(-scores)[: max(1, k)]
-        return [(self.labels[j], float(scores[j])) for j in order]
+        return self.run(to_input(pixels, self.spec))
 
     # ---- images ------------------------------------------------------------------------------------------
 
-    def load(self, image) -> np.ndarray:
-        """A path or PIL image → the model's float pixels (raises ImageError)."""
-        return load_image(image, self.spec, self.max_pixels)
+    def _top(self, scores: np.ndarray, top_k: int) -> list[tuple[int, str, float]]:
+        k = max(1, min(top_k, len(scores)))
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [(int(i), self.labels[i], float(scores[i])) for i in best]
 
-    def predict(self, image, top_k: int = 5) -> list[tuple[str, float]]:
-        """Top-k ``(label, score)`` for one image (a path or a PIL image)."""
-        return self.top_k(self.predict_arrays(self.load(image)[None])[0], top_k)
+    def predict(self, image: ImageSource, top_k: int = 5) -> list[tuple[int, str, float]]:
+        """Top-k ``(class id, label, score)`` for one image; raises ImageError for a bad image."""
+        return self._top(self.run(self.preprocess(image)[None])[0], top_k)
 
-    def classify(self, paths: Iterable[str | os.PathLike], top_k: int = 5, workers: int | None = None
-                 ) -> Iterator[Result]:
-        """Results for files and folders, in order. Decoding runs in a thread pool ahead of the
-        interpreter (Pillow releases the GIL), so decode and inference overlap."""
-        batch = MAX_BATCH if self.engine.input.dynamic_batch else self.engine.input.shape[0]
-        workers = workers or max(2, os.cpu_count() or 2)
-        with ThreadPoolExecutor(workers) as pool:
-            pending: collections.deque = collections.deque()
-            ready: list[tuple[str, np.ndarray]] = []
-            files = expand(paths)
+    def predict_batch(self, images: Iterable[ImageSource], top_k: int = 5) -> list[Result]:
+        """One :class:`Result` per image, in order; bad images get ``error`` instead of raising."""
+        return list(self.classify(images, top_k))
 
-            def submit() -> None:
-                for path in files:
-                    pending.append((path, pool.submit(self._decode, path)))
-                    if len(pending) >= max(batch, workers) * 2:
+    def classify(self, images: Iterable[ImageSource], top_k: int = 5) -> Iterator[Result]:
+        """Stream results in input order, decoding the next images in threads while the model runs."""
+
+        def prepare(image: ImageSource) -> np.ndarray:
+            return self.preprocess(image)
+
+        ahead = self.batch_size * 2 + self.workers
+        pending: deque[tuple[str, Future]] = deque()
+        source = iter(images)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="resnet-edge-decode") as pool:
+            def fill() -> None:
+                while len(pending) < ahead:
+                    try:
+                        image = next(source)
+                    except StopIteration:
                         return
+                    pending.append((describe(image), pool.submit(prepare, image)))
 
-            submit()
+            fill()
             while pending:
-                path, future = pending.popleft()
-                submit()
-                pixels, error = future.result()
-                if error is not None:
-                    yield from self._flush(ready, top_k)
-                    ready = []
-                    yield Result(path, error=error)
-                    continue
-                ready.append((path, pixels))
-                if len(ready) == batch:
-                    yield from self._flush(ready, top_k)
-                    ready = []
-            yield from self._flush(ready, top_k)
-
-    def _decode(self, path: str) -> tuple[np.ndarray | None, str | None]:
-        try:
-            return self.load(path), None
-        except ImageError as error:
-            return None, str(error)
-
-    def _flush(self, ready: list[tuple[str, np.ndarray]], top_k: int) -> Iterator[Result]:
-        if ready:
-            scores = self.predict_arrays(np.stack([p for _, p in ready]))
-            for (path, _), s in zip(ready, scores):
-                yield Result(path, self.top_k(s, top_k))
+                names, arrays, failed = [], [], []
+                while pending and len(arrays) < self.batch_size:
+                    name, future = pending.popleft()
+                    try:
+                        arrays.append(future.result())
+                        names.append(name)
+                    except ImageError as error:
+                        failed.append(Result(name, error=str(error)))
+                    except Exception as error:  # noqa: BLE001 - one bad file never stops the run
+                        failed.append(Result(name, error=f"{type(error).__name__}: {error}"))
+                    fill()
+                yield from failed
+                if arrays:
+                    scores = self.run(np.stack(arrays))
+                    yield from (Result(n, self._top(s, top_k)) for n, s in zip(names, scores))
 
     # ---- timing ------------------------------------------------------------------------------------------
 
-    def benchmark(self, runs: int = 50, warmup: int = 5) -> dict:
-        """Latency of ``invoke`` on a random input: min/median/p90/p99 ms and images/s."""
-        if runs < 1 or warmup < 0:
-            raise ValueError("runs must be >= 1 and warmup >= 0")
+    def benchmark(self, runs: int = 50, warmup: int = 5, batch: int | None = None) -> dict[str, Any]:
+        """Invoke latency on random input: min/median/p90/p99 (ms), images/s, and what ran."""
         spec = self.engine.input
+        n = batch or spec.shape[0]
+        if n != self.engine.batch:
+            self.engine.set_batch(n)
         rng = np.random.default_rng(0)
-        pixels = rng.uniform(0, 255, (spec.shape[0], self.spec.height, self.spec.width, self.spec.channels))
-        x = to_input(pixels, self.spec, spec.dtype, spec.scale, spec.zero_point)
-        for _ in range(warmup):
+        shape = (n, *spec.shape[1:])
+        if spec.dtype == "float32":
+            x = rng.standard_normal(shape, np.float32)
+        else:
+            info = np.iinfo(spec.dtype)
+            x = rng.integers(info.min, info.max + 1, shape).astype(spec.dtype)
+        for _ in range(max(0, warmup)):
             self.engine.run(x)
-        times = []
-        for _ in range(runs):
+        times = np.empty(max(1, runs))
+        for i in range(len(times)):
             start = time.perf_counter()
             self.engine.run(x)
-            times.append((time.perf_counter() - start) * 1000)
-        ordered = sorted(times)
-        pct = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
-        median = statistics.median(times)
-        return {**self.info, "runs": runs, "warmup": warmup, "batch": spec.shape[0], "min_ms": ordered[0],
-                "median_ms": median, "mean_ms": statistics.fmean(times), "p90_ms": pct(0.9), "p99_ms": pct(0.99),
-                "images_per_s": spec.shape[0] * 1000 / median}
+            times[i] = time.perf_counter() - start
+        ms = times * 1e3
+        median = float(np.median(ms))
+        return {"runs": len(ms), "warmup": warmup, "batch": n, "min_ms": float(ms.min()), "median_ms": median,
+                "mean_ms": float(ms.mean()), "p90_ms": float(np.percentile(ms, 90)),
+                "p99_ms": float(np.percentile(ms, 99)), "images_per_s": n * 1e3 / median, **self.info}

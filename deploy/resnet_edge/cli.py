@@ -1,19 +1,40 @@
-"""``resnet-edge classify`` and ``resnet-edge benchmark``: the device-side command line.
-
-Exit codes: 0 success, 1 some files could not be classified (each named on stderr), 2 usage or model
-errors (one line, no traceback).
-"""
+"""``resnet-edge classify|benchmark|info``: the command line. Exit codes: 0 ok, 1 a file or the model failed, 2 usage."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import sys
+import time
+from typing import Any
 
 from . import __version__
-from .preprocess import DEFAULT_MAX_PIXELS
+from .preprocess import DEFAULT_MAX_PIXELS, image_files
 from .runtime import ACCELERATORS, RUNTIMES, ModelError, RuntimeUnavailable
+
+PROG = "resnet-edge"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints the usage too)
+        print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -23,95 +44,154 @@ def _option(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("model", help="a .tflite model (keras-resnet convert embeds labels and preprocessing)")
-    common.add_argument("--threads", type=_positive, help="interpreter threads (default: all cores)")
-    common.add_argument("--runtime", default="auto", choices=["auto", *RUNTIMES],
-                        help="auto: ai-edge-litert, else tflite-runtime, else tensorflow.lite")
-    common.add_argument("--delegate", metavar="PATH.so", help="external delegate, e.g. libedgetpu.so.1")
-    common.add_argument("--delegate-option", metavar="KEY=VALUE", type=_option, action="append", default=[],
-                        help="delegate option (repeatable), e.g. device=usb")
-    common.add_argument("--accelerator", choices=ACCELERATORS, help="LiteRT CompiledModel accelerator")
-    common.add_argument("--require-accelerator", action="store_true",
-                        help="fail instead of falling back to the CPU when the delegate/accelerator is unusable")
-    p = argparse.ArgumentParser(prog="resnet-edge", description="Run keras_resnet TFLite classifiers on a device.")
-    p.add_argument("--version", action="version", version=f"resnet-edge {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("classify", parents=[common], help="classify image files and folders")
-    c.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)")
+    p = _Parser(prog=PROG, description="Run keras_resnet .tflite image classifiers without TensorFlow.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def model_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("model", help="the .tflite model")
+        s.add_argument("--threads", type=_positive, default=None, help="interpreter threads (default: all cores)")
+        s.add_argument("--runtime", choices=["auto", *RUNTIMES], default="auto",
+                       help="TFLite runtime (auto: ai-edge-litert, then tflite-runtime, then tensorflow)")
+        s.add_argument("--delegate", metavar="PATH.so", help="external delegate library (e.g. libedgetpu.so.1)")
+        s.add_argument("--delegate-option", metavar="K=V", type=_option, action="append", default=[],
+                       help="option for --delegate (repeatable)")
+        s.add_argument("--accelerator", choices=ACCELERATORS, help="run through LiteRT's CompiledModel API")
+        s.add_argument("--require-accelerator", action="store_true",
+                       help="fail instead of falling back to the CPU when the delegate/accelerator cannot be used")
+        s.add_argument("--no-guard", action="store_true",
+                       help="skip the child-process load check (faster start; a crashing model then crashes us)")
+        s.add_argument("--json", action="store_true", help="JSON output (the last line is the summary object)")
+
+    c = sub.add_parser("classify", help="top-k classes for image files and folders")
+    model_args(c)
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     c.add_argument("--top-k", type=_positive, default=5)
+    c.add_argument("--csv", action="store_true", help="CSV output: path,rank,class,label,score")
+    c.add_argument("--batch-size", type=_positive, default=8, help="images per invoke (dynamic-batch models)")
+    c.add_argument("--workers", type=_positive, default=None, help="image decoding threads (default: ≤ 4)")
     c.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger images unread (default: {DEFAULT_MAX_PIXELS:,})")
-    out = c.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="one JSON object (results, errors, runtime) at the end")
-    out.add_argument("--csv", action="store_true", help="CSV rows: path,rank,label,score")
-    b = sub.add_parser("benchmark", parents=[common], help="latency of the model on this device")
+                   help=f"refuse larger images without decoding them (default {DEFAULT_MAX_PIXELS})")
+
+    b = sub.add_parser("benchmark", help="invoke latency and throughput")
+    model_args(b)
     b.add_argument("--runs", type=_positive, default=50)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    b.add_argument("--warmup", type=_non_negative, default=5)
+    b.add_argument("--batch", type=_positive, default=None, help="batch size (dynamic-batch models)")
+
+    i = sub.add_parser("info", help="the model's input, output, metadata and the runtime that would run it")
+    model_args(i)
     return p
 
 
-def _classify(clf, args) -> int:
-    results, failed = [], 0
-    writer = csv.writer(sys.stdout) if args.csv else None
+def _classifier(args: argparse.Namespace, **extra: Any):
+    from .classifier import Classifier
+
+    return Classifier(args.model, threads=args.threads, runtime=args.runtime, delegate=args.delegate,
+                      delegate_options=dict(args.delegate_option) or None, accelerator=args.accelerator,
+                      require_accelerator=args.require_accelerator, safe=not args.no_guard, **extra)
+
+
+def _where(info: dict) -> str:
+    return (f"{info['runtime']} {info['runtime_version']}, delegate {info['delegate']}, "
+            f"accelerator {info['accelerator']}, {info['threads']} threads")
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def classify(args: argparse.Namespace) -> int:
+    if args.json and args.csv:
+        raise SystemExit(_usage("--json and --csv exclude each other"))
+    clf = _classifier(args, max_pixels=args.max_pixels, batch_size=args.batch_size, workers=args.workers)
+    files, missing = image_files(args.paths)
+    for path, reason in missing:
+        _error(f"{path}: {reason}")
+    failed, done = len(missing), 0
+    writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer:
-        writer.writerow(["path", "rank", "label", "score"])
-    for result in clf.classify(args.paths, top_k=args.top_k):
-        if result.error:
+        writer.writerow(["path", "rank", "class", "label", "score"])
+    elif not args.json:
+        print(f"# {args.model}: {_where(clf.info)}")
+    start = time.perf_counter()
+    for result in clf.classify(files, args.top_k):
+        if result.error is not None:
             failed += 1
-            print(f"resnet-edge: error: {result.path}: {result.error}", file=sys.stderr, flush=True)
+            _error(f"{result.source}: {result.error}")
+            continue
+        done += 1
+        if args.json:
+            print(json.dumps(result.as_dict()))
         elif writer:
-            writer.writerows([result.path, rank, label, f"{score:.6f}"]
-                             for rank, (label, score) in enumerate(result.top, 1))
-        elif not args.json:
-            print(f"{result.path}: " + ", ".join(f"{label} ({score:.3f})" for label, score in result.top), flush=True)
-        results.append(result)
+            for rank, (cls, label, score) in enumerate(result.top, 1):
+                writer.writerow([result.source, rank, cls, label, f"{score:.6g}"])
+        else:
+            print(f"{result.source}: " + ", ".join(f"{label} ({score:.3f})" for _, label, score in result.top))
+    seconds = time.perf_counter() - start
+    summary = {"summary": True, "images": done, "failed": failed, "seconds": round(seconds, 4),
+               "images_per_s": round(done / seconds, 2) if seconds > 0 else None, **clf.info}
     if args.json:
-        print(json.dumps({**clf.info, "results": [{"path": r.path, "top": [{"label": lb, "score": s} for lb, s in r.top]}
-                                                  for r in results if not r.error],
-                          "errors": [{"path": r.path, "error": r.error} for r in results if r.error]}))
-    elif not writer:
-        info = clf.info
-        print(f"{len(results) - failed} classified, {failed} failed; {info['runtime']} {info['runtime_version']}, "
-              f"{info['delegate']} on {info['accelerator']}, {info['threads']} threads", file=sys.stderr)
+        print(json.dumps(summary))
+    else:
+        print(f"{PROG}: {done} classified, {failed} failed in {seconds:.2f} s ({summary['images_per_s']} images/s)"
+              f" on {_where(clf.info)}", file=sys.stderr)
+    if not files and not missing:
+        _error("no image files found")
+        return 1
     return 1 if failed else 0
 
 
-def _benchmark(clf, args) -> int:
-    r = clf.benchmark(runs=args.runs, warmup=args.warmup)
-    print(f"{r['model']}: {r['runtime']} {r['runtime_version']}, {r['delegate']} on {r['accelerator']}, "
-          f"{r['threads']} threads, batch {r['batch']}, {r['runs']} runs")
-    print(f"latency ms: min {r['min_ms']:.3f}  median {r['median_ms']:.3f}  p90 {r['p90_ms']:.3f}  "
-          f"p99 {r['p99_ms']:.3f};  {r['images_per_s']:.1f} images/s")
+def benchmark(args: argparse.Namespace) -> int:
+    clf = _classifier(args)
+    report = clf.benchmark(runs=args.runs, warmup=args.warmup, batch=args.batch)
     if args.json:
-        print(json.dumps(r))
+        print(json.dumps(report))
+    else:
+        print(f"{args.model}: {_where(report)}, batch {report['batch']}")
+        print(f"latency (ms): min {report['min_ms']:.3f}  median {report['median_ms']:.3f}  "
+              f"p90 {report['p90_ms']:.3f}  p99 {report['p99_ms']:.3f}  ({report['runs']} runs, {report['warmup']} warm-up)")
+        print(f"throughput: {report['images_per_s']:.1f} images/s")
     return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    clf = _classifier(args)
+    report = {**clf.info,
+              "output": list(clf.engine.output.shape), "labels": clf.labels, "metadata": clf.metadata}
+    report["spec"] = {k: getattr(clf.spec, k) for k in clf.spec.__dataclass_fields__}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _usage(message: str) -> int:
+    print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .classifier import Classifier
-
     try:
-        clf = Classifier(args.model, runtime=args.runtime, threads=args.threads, delegate=args.delegate,
-                         delegate_options=dict(args.delegate_option), accelerator=args.accelerator,
-                         require_accelerator=args.require_accelerator,
-                         **({"max_pixels": args.max_pixels} if args.command == "classify" else {}))
-        return _classify(clf, args) if args.command == "classify" else _benchmark(clf, args)
-    except (ModelError, RuntimeUnavailable, ValueError, OSError) as error:
-        print(f"resnet-edge {args.command}: error: {error}", file=sys.stderr)
+        return {"classify": classify, "benchmark": benchmark, "info": info}[args.command](args)
+    except (ModelError, RuntimeUnavailable) as error:
+        _error(str(error))
+        return 1
+    except ValueError as error:  # bad option values that only the model can judge (e.g. --batch on a fixed model)
+        _error(str(error))
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `resnet-edge classify ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

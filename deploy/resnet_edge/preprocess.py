@@ -1,29 +1,41 @@
-"""Image → model input, in one place: decode, orient, RGB, resize or crop, normalise, quantize.
+"""Image → model input, in one place: decode, EXIF orientation, RGB, resize/crop, normalise, quantize.
 
-Pixels are float32 in [0, 255]; the model's metadata says what comes next: ``(pixel - mean) / std``
-(mean 0, std 1 when the model normalises itself), then the input tensor's int8/uint8 quantization.
+Pixels are float32 in [0, 255]; the model input is ``(pixel - mean) / std`` (constants from the metadata),
+quantized with the input tensor's scale and zero point for int8/uint8 inputs. Alpha is dropped (as
+``keras.utils.load_img`` does); 16-bit images are scaled to 8 bits.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
+import struct
+import warnings
 from dataclasses import dataclass
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: a 20000×20000 PNG (400 MP, ~1.2 GB decoded) is refused unread
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
-CROP_FRACTION = 0.875  # center_crop: resize the shorter side to size / 0.875, keep the middle
+DEFAULT_MAX_PIXELS = 50_000_000
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+RESIZE_MODES = ("stretch", "center_crop")
+CROP_FRACTION = 0.875
+
+# We refuse large images ourselves (max_pixels) before decoding; Pillow's own warning would only add noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]
 
 
 class ImageError(ValueError):
-    """This file cannot be classified (empty, truncated, not an image, too large)."""
+    """An image that cannot be used: unreadable, not an image, truncated, too large."""
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the model wants: size, channels, normalisation and how to fit an image to it."""
+    """How to turn an image into the model's input tensor (one image, HWC)."""
 
     height: int
     width: int
@@ -31,106 +43,167 @@ class InputSpec:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     resize: str = "stretch"
+    dtype: str = "float32"
+    scale: float = 0.0
+    zero_point: int = 0
 
     @classmethod
-    def from_metadata(cls, meta: dict | None, shape: tuple[int, ...]) -> InputSpec:
-        """From the ``keras_resnet`` metadata, else defaults and the input tensor's NHWC ``shape``."""
+    def from_model(cls, meta: dict | None, shape: tuple[int, ...], dtype: str = "float32", scale: float = 0.0,
+                   zero_point: int = 0) -> InputSpec:
+        """From the keras_resnet metadata (may be None: defaults) and the input tensor's details."""
         info = (meta or {}).get("input") or {}
         channels = int(shape[3])
-        mean = tuple(float(v) for v in info.get("mean") or [0.0] * channels)
-        std = tuple(float(v) for v in info.get("std") or [1.0] * channels)
-        if len(mean) != channels or len(std) != channels or min(std) <= 0:
-            raise ValueError(f"metadata mean/std do not fit a {channels}-channel input")
-        resize = info.get("resize", "stretch")
-        if resize not in ("stretch", "center_crop"):
-            raise ValueError(f"metadata resize {resize!r} is neither stretch nor center_crop")
-        return cls(int(shape[1]), int(shape[2]), channels, mean, std, resize)
+        mean = tuple(float(v) for v in info.get("mean") or [0.0]) or (0.0,)
+        std = tuple(float(v) for v in info.get("std") or [1.0]) or (1.0,)
+        mean = mean * channels if len(mean) == 1 else mean
+        std = std * channels if len(std) == 1 else std
+        if len(mean) != channels or len(std) != channels or not all(s != 0 and math.isfinite(s) for s in std):
+            raise ValueError(f"metadata mean {list(mean)} / std {list(std)} do not fit {channels} channels")
+        resize = info.get("resize") or "stretch"
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"metadata resize {resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        return cls(int(shape[1]), int(shape[2]), channels, mean, std, resize, dtype, float(scale), int(zero_point))
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) with model input = pixel * a + b, quantization folded in."""
+        std, mean = np.asarray(self.std, np.float64), np.asarray(self.mean, np.float64)
+        a, b = 1.0 / std, -mean / std
+        if self.dtype in ("int8", "uint8") and self.scale > 0:
+            a, b = a / self.scale, b / self.scale + self.zero_point
+        return a.astype(np.float32), b.astype(np.float32)
 
 
-def load_image(source, spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``source`` (a path or a PIL image) into float32 H×W×C pixels fitted to ``spec``.
-
-    Raises :class:`ImageError` naming the reason for anything that is not a usable image.
-    """
-    if isinstance(source, Image.Image):
-        return fit(to_rgb(source), spec)
-    path = os.fspath(source)
-    try:
-        if os.path.getsize(path) == 0:
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
             raise ImageError("empty file")
-        with Image.open(path) as image:
-            pixels = image.width * image.height
-            if pixels > max_pixels:
-                raise ImageError(f"{image.width}×{image.height} = {pixels:,} pixels is above the limit of "
-                                 f"{max_pixels:,} (--max-pixels)")
-            if image.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale when that still covers the input
-                image.draft("RGB", _draft_size(image.size, spec))
-            image.load()
-            return fit(to_rgb(ImageOps.exif_transpose(image)), spec)
+        return Image.open(io.BytesIO(source))
+    if isinstance(source, (str, os.PathLike)):
+        if os.path.isfile(source) and os.path.getsize(source) == 0:
+            raise ImageError("empty file")
+        if os.path.isdir(source):
+            raise ImageError("is a directory")
+    return Image.open(source)
+
+
+def load_image(source: ImageSource, spec: InputSpec | None = None, *,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image (path, bytes, file object or PIL image) to an upright RGB (or L) PIL image.
+
+    With ``spec`` JPEGs are decoded at a reduced scale (``Image.draft``) no smaller than the resize needs.
+    Raises :class:`ImageError` with a one-line reason; images above ``max_pixels`` are refused before decoding.
+    """
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(_to_uint8(source))
+    try:
+        im = source if isinstance(source, Image.Image) else _open(source)
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageError(f"{width}×{height} image ({width * height / 1e6:.0f} MP) exceeds the "
+                             f"{max_pixels / 1e6:g} MP limit (--max-pixels); refused without decoding")
+        if width < 1 or height < 1:
+            raise ImageError(f"image has no pixels ({width}×{height})")
+        if spec is not None and getattr(im, "format", None) == "JPEG" and not isinstance(source, Image.Image):
+            need = max(spec.height, spec.width) / (CROP_FRACTION if spec.resize == "center_crop" else 1.0)
+            im.draft(im.mode, (math.ceil(need), math.ceil(need)))  # square: valid for either EXIF orientation
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        return to_rgb(im, 1 if spec is not None and spec.channels == 1 else 3)
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageError(f"decompression bomb refused ({error})") from None
-    except UnidentifiedImageError:
-        raise ImageError("not an image (unknown format)") from None
+        raise ImageError(f"refused as a decompression bomb: {error}") from None
     except FileNotFoundError:
         raise ImageError("no such file") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder") from None
     except PermissionError:
         raise ImageError("permission denied") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:  # Pillow's truncated/corrupt reports
-        raise ImageError(f"truncated or corrupt image ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (or an unsupported format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ImageError(f"cannot decode: {reason}") from None
 
 
-def _draft_size(size: tuple[int, int], spec: InputSpec) -> tuple[int, int]:
-    scale = 1 / CROP_FRACTION if spec.resize == "center_crop" else 1.0
-    return int(spec.width * scale) + 1, int(spec.height * scale) + 1
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    a = np.asarray(a, np.float32)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode → RGB: 16-bit and float images scaled to 8 bits, transparency over white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
-        if image.mode == "F" and array.max() <= 1.0:
-            top = 1.0
-        image = Image.fromarray(np.clip(array * (255.0 / top), 0, 255).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+def to_rgb(im: Image.Image, channels: int = 3) -> Image.Image:
+    """Any Pillow mode → ``RGB`` (or ``L`` for 1-channel models). 16/32-bit modes are scaled to 8 bits."""
+    target = "L" if channels == 1 else "RGB"
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float32)
+        if mode.startswith("I;16") or (mode == "I" and a.size and a.max() > 255):
+            a = a / 257.0  # 0..65535 → 0..255
+        im = Image.fromarray(_to_uint8(a), "L")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA")  # applies palette transparency, then the alpha is dropped below
+    return im if im.mode == target else im.convert(target)
 
 
-def fit(image: Image.Image, spec: InputSpec) -> np.ndarray:
-    """Resize (stretch) or resize-and-center-crop an RGB image; float32 H×W×C pixels in [0, 255]."""
-    w, h = spec.width, spec.height
+def fit(im: Image.Image, spec: InputSpec) -> Image.Image:
+    """Resize to the model's input: ``stretch`` or ``center_crop`` (shorter side to size/0.875, center crop)."""
+    size = (spec.width, spec.height)
+    w, h = im.size
     if spec.resize == "center_crop":
-        scale = max(w, h) / CROP_FRACTION / min(image.size)
-        size = (max(w, round(image.width * scale)), max(h, round(image.height * scale)))
-        image = image.resize(size, Image.BILINEAR)
-        left, top = (image.width - w) // 2, (image.height - h) // 2
-        image = image.crop((left, top, left + w, top + h))
-    elif image.size != (w, h):
-        image = image.resize((w, h), Image.BILINEAR)
-    if spec.channels == 1:
-        image = image.convert("L")
-    pixels = np.asarray(image, dtype=np.float32)
-    return pixels[..., None] if pixels.ndim == 2 else pixels
+        f = max(spec.width / w, spec.height / h) / CROP_FRACTION
+        cw, ch = spec.width / f, spec.height / f
+        box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+        return im.resize(size, Image.BILINEAR, box=box)
+    return im if im.size == size else im.resize(size, Image.BILINEAR)
 
 
-def to_input(pixels: np.ndarray, spec: InputSpec, dtype: str, scale: float, zero_point: int) -> np.ndarray:
-    """Normalise N×H×W×C float pixels and quantize them for an int8/uint8 input tensor."""
-    x = (np.asarray(pixels, np.float32) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    if dtype == "float32":
-        return x.astype(np.float32)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+def to_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """HWC (or NHWC) pixels in [0, 255] → normalised, quantized model input of the spec's dtype."""
+    a, b = spec.affine()
+    x = pixels.astype(np.float32) * a + b
+    if spec.dtype in ("int8", "uint8"):
+        info = np.iinfo(spec.dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(spec.dtype)
+    return x.astype(spec.dtype, copy=False)
 
 
-def from_output(y: np.ndarray, dtype: str, scale: float, zero_point: int) -> np.ndarray:
-    """Dequantize an int8/uint8 output tensor (float outputs pass through)."""
-    if dtype == "float32":
-        return np.asarray(y, np.float32)
-    return (np.asarray(y, np.float32) - zero_point) * scale
+def preprocess(image: ImageSource, spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """One image (path, bytes, file, PIL image or HWC array) → the model input for it (HWC, input dtype)."""
+    im = fit(load_image(image, spec, max_pixels=max_pixels), spec)
+    pixels = np.asarray(im)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return to_input(pixels, spec)
+
+
+def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Raw int8/uint8 output → float32 (float outputs are returned as float32 unchanged)."""
+    if raw.dtype.kind in "iu" and scale > 0:
+        return (raw.astype(np.float32) - zero_point) * np.float32(scale)
+    return raw.astype(np.float32, copy=False)
+
+
+def image_files(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand files and folders (recursively, image extensions, sorted) → (files, [(path, error)])."""
+    files, errors = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = []
+            for root, dirs, names in os.walk(path, onerror=lambda e: errors.append((e.filename, e.strerror))):
+                dirs.sort()
+                found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+            files += found
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            errors.append((path, "no such file or directory"))
+    return files, errors
+
+
+def describe(image: Any) -> str:
+    """A short name for an image source, for reports."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    if isinstance(image, np.ndarray):
+        return f"array{list(image.shape)}"
+    return getattr(image, "filename", None) or type(image).__name__

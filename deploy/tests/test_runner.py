@@ -254,6 +254,9 @@ def test_benchmark_json_is_the_last_line():
     for key in ("median_ms", "min_ms", "p90_ms", "p99_ms", "images_per_s", "runtime", "runtime_version", "delegate"):
         assert key in report
     assert report["min_ms"] <= report["median_ms"] <= report["p99_ms"]
+    clf = Classifier(fixture("dynamic.tflite"), threads=1)  # after a batch of 7, latency is still batch 1
+    clf.predict_arrays(np.zeros((7, 32, 32, 3), np.float32))
+    assert clf.benchmark(runs=3, warmup=1)["batch"] == 1
 
 
 def test_cli_usage_errors_exit_2():
