@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -111,8 +112,11 @@ def load_image(source: ImageSource, spec: InputSpec | None = None, *,
         return to_rgb(im, 1 if spec is not None and spec.channels == 1 else 3)
     except ImageError:
         raise
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"refused as a decompression bomb: {error}") from None
+    except Image.DecompressionBombError as error:  # Pillow's own limit, checked inside Image.open
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP image" if found else "image"
+        raise ImageError(f"{size} exceeds the {min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0)) / 1e6:g} MP limit"
+                         " (--max-pixels); refused without decoding") from None
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except PermissionError:
