@@ -5,15 +5,24 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .metadata import read_metadata
-from .preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageSource, InputSpec, dequantize, describe, preprocess
+from .preprocess import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    ImageSource,
+    InputSpec,
+    dequantize,
+    describe,
+    preprocess,
+)
 from .runtime import ModelError, _warn, open_model
 
 

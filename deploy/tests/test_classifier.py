@@ -4,9 +4,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import fixture
+from PIL import Image
 from resnet_edge import Classifier, ImageError, ModelError
 
 

@@ -5,7 +5,6 @@ import io
 import json
 
 import pytest
-
 from conftest import fixture, has_litert, needs_litert, run_cli
 
 

@@ -4,7 +4,6 @@ import json
 import struct
 
 import pytest
-
 from conftest import fixture
 from resnet_edge.metadata import check_model, read_all_metadata, read_metadata
 
@@ -70,7 +69,7 @@ class _Flat:
         sizes = {"off": 4, "u32": 4, "u64": 8}
         vt = len(self.buf)
         layout, pos = [], 8  # soffset + padding so u64 fields stay aligned
-        for kind, value in fields:
+        for kind, _ in fields:
             if kind is None:
                 layout.append(0)
                 continue

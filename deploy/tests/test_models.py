@@ -4,7 +4,6 @@ import random
 
 import numpy as np
 import pytest
-
 from conftest import fixture
 from resnet_edge import Classifier, ModelError
 from resnet_edge.runtime import probe
@@ -41,7 +40,7 @@ def _corruptions(seed: int = 1234):
     for source in ("float32.tflite", "int8.tflite"):
         data = open(fixture(source), "rb").read()
         n = len(data)
-        for i in range(4):
+        for _ in range(4):
             cut = rng.randrange(8, n)
             yield f"{source}-truncate-{cut}", data[:cut]
         for i in range(8):
@@ -49,7 +48,7 @@ def _corruptions(seed: int = 1234):
             for _ in range(rng.choice([1, 2, 8])):
                 flipped[rng.randrange(n)] ^= 1 << rng.randrange(8)
             yield f"{source}-bitflip-{i}", bytes(flipped)
-        for i in range(3):
+        for _ in range(3):
             start = rng.randrange(n)
             end = min(n, start + rng.choice([4, 64, 512]))
             yield f"{source}-zeroed-{start}", data[:start] + bytes(end - start) + data[end:]

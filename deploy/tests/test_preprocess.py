@@ -4,11 +4,19 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import jpeg_bytes, png_header_only
-from resnet_edge.preprocess import (ImageError, InputSpec, dequantize, fit, image_files, load_image, preprocess,
-                                    to_input, to_rgb)
+from PIL import Image
+from resnet_edge.preprocess import (
+    ImageError,
+    InputSpec,
+    dequantize,
+    fit,
+    image_files,
+    load_image,
+    preprocess,
+    to_input,
+    to_rgb,
+)
 
 SPEC = InputSpec(8, 8)
 
