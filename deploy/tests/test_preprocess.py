@@ -101,7 +101,7 @@ def test_jpeg_draft_downscales_but_not_below_the_input():
     im = load_image(data, InputSpec(100, 100))
     assert min(im.size) >= 100 and im.size[0] <= 300  # decoded at 1/4 or 1/8 scale, not full size
     crop = load_image(data, InputSpec(100, 100, resize="center_crop"))
-    assert min(crop.size) >= 100 / 0.875
+    assert min(crop.size) >= 100  # center_crop: the crop may be upsampled slightly (cheaper decode)
 
 
 def test_stretch_and_center_crop():
