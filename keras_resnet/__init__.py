@@ -1,13 +1,98 @@
 """keras_resnet: residual networks for Keras 3 that train, quantize and run on edge devices.
 
-Builders (``ResNet50``, ``ResNet20``, ``Plain56``, ``Highway20``, ...) live in :mod:`keras_resnet.build`,
-blocks in :mod:`keras_resnet.blocks`. Nothing here imports TensorFlow directly; Keras imports its backend.
+Importing the package is cheap: it loads neither Keras nor TensorFlow (the ``keras-resnet`` command starts in
+well under a second). The named models (``ResNet50``, ``ResNet20``, ``Plain56``, ...) live in
+:mod:`keras_resnet.models`, blocks in :mod:`keras_resnet.blocks`, the depth table in :mod:`keras_resnet.specs`;
+``keras_resnet.ResNet50`` and the other names below are loaded on first access.
+
+Saved models need keras_resnet's two registered classes (``ChannelPadding``, ``ResNetSchedule``). They are
+registered with Keras as soon as both this package and Keras are imported, in either order, so
+``import keras_resnet; keras.saving.load_model("best.keras")`` works.
 """
 
-from keras_resnet.blocks import BlockOptions, basic_block, block, bottleneck_block, stack
-from keras_resnet.build import *  # noqa: F403  (the named models: ResNet18 ... ResNet1202, Plain*, Highway*)
-from keras_resnet.build import __all__ as _build_all
-from keras_resnet.schedules import ResNetSchedule  # registered: compiled .keras files load
+from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["BlockOptions", "basic_block", "block", "bottleneck_block", "stack", *_build_all]
+import importlib
+import importlib.abc
+import importlib.metadata
+import sys
+from typing import TYPE_CHECKING, Any
+
+from keras_resnet.specs import MODELS, VARIANTS, BlockOptions
+
+try:
+    __version__ = importlib.metadata.version("keras-resnets")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+# name -> module for the lazily loaded public names (Keras is imported with the first of them).
+_LAZY: dict[str, str] = {
+    "basic_block": "keras_resnet.blocks",
+    "block": "keras_resnet.blocks",
+    "bottleneck_block": "keras_resnet.blocks",
+    "stack": "keras_resnet.blocks",
+    "ChannelPadding": "keras_resnet.blocks",
+    "ResNet": "keras_resnet.build",
+    "build_model": "keras_resnet.build",
+    "load_weights": "keras_resnet.build",
+    "transfer_weights": "keras_resnet.build",
+    "ResNetSchedule": "keras_resnet.schedules",
+    **{spec.function: "keras_resnet.models" for spec in MODELS.values()},
+}
+
+__all__ = ["BlockOptions", "MODELS", "VARIANTS", "__version__", *_LAZY]
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on first access
+    from keras_resnet.blocks import ChannelPadding, basic_block, block, bottleneck_block, stack  # noqa: F401
+    from keras_resnet.build import ResNet, build_model, load_weights, transfer_weights  # noqa: F401
+    from keras_resnet.models import *  # noqa: F403
+    from keras_resnet.schedules import ResNetSchedule  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_resnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _register_with_keras() -> None:
+    """Import the modules whose classes are registered Keras serializables."""
+    importlib.import_module("keras_resnet.blocks")
+    importlib.import_module("keras_resnet.schedules")
+
+
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """Runs :func:`_register_with_keras` right after ``import keras`` completes, then removes itself.
+
+    Importing Keras here would cost every ``keras-resnet`` command several seconds; registering only when a
+    keras_resnet model is loaded through keras_resnet would break plain ``keras.saving.load_model``.
+    """
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_keras = spec.loader.exec_module
+
+        def exec_module(module):
+            exec_keras(module)
+            _register_with_keras()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+elif not any(isinstance(finder, _RegisterAfterKerasImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasImport())

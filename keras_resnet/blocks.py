@@ -11,21 +11,20 @@ Layer names follow keras.applications: ``{name}_{i}_conv|bn|relu|pad`` for the i
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import keras
+
+from keras_resnet.errors import ConfigError
+from keras_resnet.specs import BlockOptions
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; the pretrained weights were trained with it
 BN_MOMENTUM = 0.9  # as Torch/fb.resnet.torch; Keras' 0.99 lags far behind on short runs and small datasets
 GATE_BIAS = -2.0  # highway gates start closed: the block first carries its input
-
-Shortcut = Literal["A", "B", "C"]
-Skip = Literal["residual", "highway", "none"]
-StrideOn = Literal["1x1", "3x3"]
 
 # Branch layouts: (kernel size, channels as a multiple of `filters`, whether `width` scales it).
 BRANCHES: dict[str, tuple[tuple[int, int, bool], ...]] = {
@@ -34,50 +33,9 @@ BRANCHES: dict[str, tuple[tuple[int, int, bool], ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class BlockOptions:
-    """How a block is built; one value is shared by every block of a model.
-
-    preact: pre-activation (v2: BN → ReLU → conv) instead of post-activation (v1: conv → BN → ReLU).
-    shortcut: "A" strided subsample + zero-padded channels, "B" 1×1 projection where channels change,
-        "C" projection on every block.
-    skip: "residual" adds the shortcut, "highway" gates it, "none" drops it (plain nets).
-    stride_on: the conv that downsamples in a bottleneck: "1x1" (original, keras.applications) or
-        "3x3" (v1.5). Basic blocks always stride on their first 3×3.
-    avg_down: ResNet-D shortcut, 2×2 average pooling then a stride-1 1×1 projection.
-    width: multiplier of the inner widths (Wide ResNets).
-    use_bias: give every conv a bias (keras.applications v1); otherwise only convs not followed by BN.
-    zero_init: start the branch at zero (last BN gamma in v1, last conv kernel in v2).
-    weight_decay: L2 penalty ``weight_decay / 2 · ||w||²`` on kernels, whose gradient is ``weight_decay · w``.
-    """
-
-    preact: bool = False
-    shortcut: Shortcut = "B"
-    skip: Skip = "residual"
-    stride_on: StrideOn = "1x1"
-    avg_down: bool = False
-    width: float = 1.0
-    use_bias: bool = False
-    zero_init: bool = False
-    weight_decay: float = 0.0
-    kernel_initializer: str = "he_uniform"  # He et al.'s variance (2/fan_in); uniform builds faster than normal
-
-    def __post_init__(self) -> None:
-        _check("shortcut", self.shortcut, ("A", "B", "C"))
-        _check("skip", self.skip, ("residual", "highway", "none"))
-        _check("stride_on", self.stride_on, ("1x1", "3x3"))
-        if not self.width > 0:
-            raise ValueError(f"width must be positive; got {self.width}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
-
-
-def _check(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-
-
-_TRACE_PLAIN_PAD = [False]
+# Scoped, not global: set only inside ``with tflite_tracing():`` of the thread (or task) that converts.
+_TRACE_PLAIN_PAD: contextvars.ContextVar[bool] = contextvars.ContextVar("keras_resnet_trace_plain_pad",
+                                                                        default=False)
 
 
 @contextlib.contextmanager
@@ -88,15 +46,15 @@ def tflite_tracing():
     Pad in pre-activation blocks (TF 2.21). The TFLite int8 quantizer, though, leaves the neighbouring
     strided conv in float next to a PADV2, and exports are never run by TensorFlow: so they get PAD.
     """
-    _TRACE_PLAIN_PAD[0] = True
+    token = _TRACE_PLAIN_PAD.set(True)
     try:
         yield
     finally:
-        _TRACE_PLAIN_PAD[0] = False
+        _TRACE_PLAIN_PAD.reset(token)
 
 
 def _pad_value(ops, dtype):
-    return 0 if _TRACE_PLAIN_PAD[0] else ops.zeros((), dtype=dtype)
+    return 0 if _TRACE_PLAIN_PAD.get() else ops.zeros((), dtype=dtype)
 
 
 @keras.saving.register_keras_serializable("keras_resnet")
@@ -203,7 +161,7 @@ def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOp
         x = lib.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
     if grows:  # option A: zero-padded channels, as fb.resnet.torch's Concat(Identity, MulConstant(0))
         if out_channels < channels(x):
-            raise ValueError(f"{name}: shortcut option 'A' cannot reduce channels ({channels(x)} -> {out_channels}); "
+            raise ConfigError(f"{name}: shortcut option 'A' cannot reduce channels ({channels(x)} -> {out_channels}); "
                              f"use shortcut='B'")
         padding = ChannelPadding if lib is keras else tf_keras_channel_padding()
         x = padding(out_channels - channels(x), name=f"{name}_0_pad")(x)

@@ -1,57 +1,206 @@
-"""`keras-resnet COMMAND ...`: a thin dispatcher that imports only the module a command needs.
+"""``keras-resnet COMMAND ...``: parsers generated from :mod:`keras_resnet.options`, one lazy import per command.
 
-Each command is a function ``(argv: list[str], prog: str) -> int`` named as ``module:function``. User mistakes raise
-:class:`~keras_resnet.errors.UserError` (or ``ValueError`` from the builders) and end as one line on
-stderr with exit code 2; set ``KERAS_RESNET_DEBUG=1`` to see the traceback instead.
+Parsing, ``--help`` and ``keras-resnet models`` need neither Keras nor TensorFlow, so they answer at once; a
+command's module (and TensorFlow, quietly: see :mod:`keras_resnet.console`) is imported only when it runs.
+Expected problems (:class:`keras_resnet.errors.Error`: bad arguments, files, data) end as one ``error:`` line and
+exit code 2; anything else is a bug and ends as a traceback. ``KERAS_RESNET_DEBUG=1`` shows tracebacks for
+every error and keeps TensorFlow's logs; ``keras-resnet --verbose COMMAND`` keeps the logs only.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from keras_resnet.errors import UserError
+from keras_resnet import console
+from keras_resnet.errors import Error
+from keras_resnet.options import (
+    SHARED,
+    ConvertSpec,
+    DemoSettings,
+    EvalSpec,
+    QATSpec,
+    Recipe,
+    TrainRun,
+    add_arguments,
+)
+from keras_resnet.specs import MODELS, VARIANTS
 
-# name: ("module:function", one-line help). Modules are imported only when their command runs.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("keras_resnet.build:models_cli", "list the named models and their parameter counts"),
-    "summary": ("keras_resnet.build:summary_cli", "build a model by name and print its summary"),
-    "train": ("keras_resnet.train:cli", "train a model with the paper's recipe"),
-    "evaluate": ("keras_resnet.evaluate:cli", "evaluate a .keras or .tflite model on a dataset"),
-    "qat": ("keras_resnet.quantize:cli", "quantization-aware fine-tuning of a trained model"),
-    "convert": ("keras_resnet.convert:cli", "convert a model to a validated .tflite file"),
-    "demo": ("keras_resnet.demo:cli", "train, quantize, convert and benchmark ResNet-20 on bundled data"),
+Arguments = Callable[[argparse.ArgumentParser], None]
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, **changes) -> None:
+    """Add a :data:`~keras_resnet.options.SHARED` flag that is not a dataclass field of the command."""
+    flag = SHARED[name]
+    names = ["--" + name.replace("_", "-")] + ([flag.short] if flag.short else [])
+    kwargs = {"help": changes.pop("help", flag.help), **changes}
+    if "required" not in kwargs and "default" not in kwargs:
+        kwargs["action"] = "store_true"
+    parser.add_argument(*names, dest=name, **kwargs)
+
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", action="store_true", help="build each model to count its parameters (slow)")
+
+
+def _summary_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a name from `keras-resnet models`, e.g. resnet20 or resnet50v2")
+    p.add_argument("--classes", type=int, help="number of classes (default: 10 CIFAR, 1000 ImageNet)")
+    p.add_argument("--input-size", type=int, help="input height and width")
+    p.add_argument("--variant", default="v1", choices=list(VARIANTS))
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    add_arguments(p, Recipe)
+    add_arguments(p, TrainRun)
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a model file: .keras or .tflite")
+    add_arguments(p, EvalSpec)
+    _flag(p, "json")
+
+
+def _qat_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="trained Keras 3 model (.keras)")
+    add_arguments(p, QATSpec)
+    _flag(p, "output", required=True, help="QAT model to write (.h5)")
+    _flag(p, "force")
+    _flag(p, "unsafe")
+
+
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a Keras 3 .keras model, or a QAT model from `keras-resnet qat`")
+    _flag(p, "output", required=True, help="the .tflite file to write")
+    add_arguments(p, ConvertSpec)
+    _flag(p, "force")
+    _flag(p, "unsafe")
+    _flag(p, "json")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    add_arguments(p, DemoSettings)
+
+
+TRAIN_EPILOG = """examples:
+  keras-resnet train --model resnet20 --dataset digits --epochs 30 --batch-size 128 --output runs/r20
+  keras-resnet train --model resnet20 --dataset fashion-mnist --epochs 30 --schedule cosine
+  keras-resnet train --model resnet110 --dataset cifar10 --data-dir ~/data --epochs 164 --warmup-epochs 1
+  keras-resnet train --model resnet50 --dataset folder:~/flowers --image-size 96 --schedule cosine
+  keras-resnet train ... --strategy mirrored          # all GPUs of this machine, --batch-size is global
+  TF_CONFIG='{...}' keras-resnet train ... --strategy multiworker   # one process per machine
+
+The output folder receives best.keras, last.keras, history.csv, summary.json, curves.png, logs/ (TensorBoard)
+and backup/. Run the same command again after an interruption to resume after the last completed epoch.
+See docs/training.md."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Arguments
+    run: str  # "module:function", called with the parsed arguments
+    tensorflow: bool = True  # import TensorFlow (quietly) before running
+    description: str = ""
+    epilog: str = ""
+
+
+COMMANDS: dict[str, Command] = {
+    "models": Command("list the named models (and, with --params, their parameter counts)", _models_arguments,
+                      "keras_resnet.cli:models_command", tensorflow=False),
+    "summary": Command("build a model by name and print its summary", _summary_arguments,
+                       "keras_resnet.build:summary_command"),
+    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.train:train_command",
+                     description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, "
+                                 "weight decay 1e-4, lr ÷10 at 50% and 75% of training, pad-crop-flip augmentation).",
+                     epilog=TRAIN_EPILOG),
+    "evaluate": Command("evaluate a .keras or .tflite model on a dataset", _evaluate_arguments,
+                        "keras_resnet.evaluate:evaluate_command",
+                        description="Evaluate a trained model on a dataset split: top-1, top-5 (more than 5 "
+                                    "classes), loss and per-class accuracy. .tflite files run in resnet-edge, the "
+                                    "device runner."),
+    "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
+                   "keras_resnet.quantize:qat_command",
+                   description="Quantization-aware fine-tuning: quantize a trained .keras model with tfmot's 8-bit "
+                               "scheme (on a tf_keras twin), fine-tune it and save it (.h5)."),
+    "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
+                       "keras_resnet.convert:convert_command",
+                       description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
+                                   "resnet-edge (the device runner) against the Keras model before it is written."),
+    "demo": Command("train, quantize, convert and benchmark ResNet-20 on bundled data", _demo_arguments,
+                    "keras_resnet.demo:demo_command",
+                    description="The whole story offline: train, QAT, four TFLite formats, the device runner's "
+                                "accuracy and latency table and plots."),
 }
+
+
+def parser_for(name: str) -> argparse.ArgumentParser:
+    command = COMMANDS[name]
+    parser = argparse.ArgumentParser(prog=f"keras-resnet {name}", description=command.description or command.help,
+                                     epilog=command.epilog or None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.arguments(parser)
+    return parser
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: keras-resnet COMMAND [options]   (keras-resnet COMMAND --help for details)", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines = ["usage: keras-resnet [--verbose] COMMAND [options]   (keras-resnet COMMAND --help for details)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {command.help}" for name, command in COMMANDS.items()]
+    lines += ["", "--verbose keeps TensorFlow's own log lines; KERAS_RESNET_DEBUG=1 also shows tracebacks."]
     return "\n".join(lines)
+
+
+def models_command(args: argparse.Namespace) -> int:
+    """``keras-resnet models``: the table of named models (no Keras import unless ``--params``)."""
+    build_model = None
+    if args.params:
+        console.import_tensorflow(silenced=not args.verbose_logs)
+        from keras_resnet.build import build_model
+    for key, spec in MODELS.items():
+        line = (f"{key:<14} {spec.function:<14} depth {spec.arch.depth:<5} {spec.arch.block:<10} "
+                f"{'cifar' if spec.cifar else 'imagenet'}")
+        if build_model is not None:
+            line += f"  {build_model(key, weights=None).count_params():>12,}"
+        print(line, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] == "--verbose"
+    if verbose:
+        argv = argv[1:]
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
         return 0 if argv else 2
     if argv[0] == "--version":
-        from importlib.metadata import version
+        from keras_resnet import __version__
 
-        print(version("keras-resnets"))
+        print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"keras-resnet: error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     prog = f"keras-resnet {name}"
+    command = COMMANDS[name]
+    args = parser_for(name).parse_args(rest)  # exits 0 for --help, 2 with one "error:" line for bad arguments
+    logs = verbose or console.debug()
+    args.verbose_logs = logs
+    if not logs:
+        console.quiet()
     try:
-        module_name, function = COMMANDS[name][0].split(":")
-        return int(getattr(importlib.import_module(module_name), function)(rest, prog) or 0)
-    except (UserError, ValueError, OSError) as error:
-        if os.environ.get("KERAS_RESNET_DEBUG"):
+        if command.tensorflow:
+            console.import_tensorflow(silenced=not logs)
+        module_name, function = command.run.split(":")
+        return int(getattr(importlib.import_module(module_name), function)(args) or 0)
+    except Error as error:
+        if console.debug():
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -59,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
+
+__all__ = ["COMMANDS", "Command", "main", "parser_for"]
 
 if __name__ == "__main__":
     sys.exit(main())

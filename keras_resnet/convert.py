@@ -1,8 +1,9 @@
 """Convert a Keras 3 model (or a tf_keras QAT model) to a validated ``.tflite`` file.
 
-``convert()`` = conversion (float32, float16, dynamic-range or full-integer int8) + validation: the
-``.tflite`` runs with ai-edge-litert next to the Keras model on held-out images, and the conversion
-fails when their top-1 agreement falls below ``min_agreement``. Targets are presets:
+``convert()`` = conversion (float32, float16, dynamic-range or full-integer int8) + metadata + validation:
+the finished file (metadata included) runs in :mod:`resnet_edge`, the code a device runs, next to the Keras
+model on held-out images, and nothing is written when their top-1 agreement falls below ``min_agreement``.
+What to produce is a :class:`~keras_resnet.options.ConvertSpec`. Targets are presets:
 
 ``cpu``      any mode (default float32; int8 for a QAT model).
 ``gpu``      float16 weights, float32 I/O, plus the GPU delegate compatibility report (ops that would
@@ -12,38 +13,40 @@ fails when their top-1 agreement falls below ``min_agreement``. Targets are pres
 
 Keras 3 models convert through a SavedModel (``keras.export.ExportArchive``); QAT models through a
 concrete function of the tf_keras model (the converter reads their FakeQuant ranges, so they need no
-calibration). The file gets keras_resnet's metadata (labels, input size, normalisation) when
-:mod:`keras_resnet.metadata` is available. Outputs are written atomically and never overwrite without
-``force``.
+calibration). The file gets keras_resnet's metadata (labels, input size, normalisation). Outputs are
+written atomically and never overwrite without ``force``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import io
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
-from keras_resnet.errors import UserError
-from keras_resnet.quantize import atomic_path, check_images, is_qat_model, load_model
+from keras_resnet import __version__
+from keras_resnet.errors import ConfigError, DataError, ModelFileError, OutputExistsError, ValidationError
+from keras_resnet.files import atomic_path
+from keras_resnet.metadata import SCHEMA, embed_metadata
+from keras_resnet.model_io import load_model
+from keras_resnet.options import MODES, ConvertSpec
+from keras_resnet.quantize import check_images, is_qat_model
 
-MODES = ("float32", "float16", "dynamic", "int8")
-TARGETS = ("cpu", "gpu", "edgetpu")
-IO_TYPES = ("int8", "uint8", "float32")
 # float modes must be near-exact; int8/dynamic: 8-bit rounding flips the top-1 of ambiguous inputs (measured
 # 97-100% on digits/ResNet-20 held-out images, 1 flip in 100 is one borderline image), so 0.95 catches real
 # breakage (a wrong range, a float op gone wrong: agreement drops to chance) without failing on honest rounding.
 MIN_AGREEMENT = {"float32": 0.99, "float16": 0.99, "dynamic": 0.95, "int8": 0.95}
-PRODUCER = "keras_resnet 0.1.0"
-_INT_TYPES = (np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_)
+PRODUCER = f"keras_resnet {__version__}"
+_INTEGER_TENSORS = {"INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64", "BOOL", "INT4", "UINT4",
+                    "INT2"}
 
 
 @dataclass
@@ -98,10 +101,10 @@ def _input_spec(model, batch: int | None):
     import tensorflow as tf
 
     if len(model.inputs) != 1:
-        raise UserError(f"{model.name} has {len(model.inputs)} inputs; conversion supports single-input models")
+        raise ModelFileError(f"{model.name} has {len(model.inputs)} inputs; conversion supports single-input models")
     shape = tuple(model.inputs[0].shape[1:])
     if any(d is None for d in shape):
-        raise UserError(f"{model.name} has an input of unknown size {shape}; build it with a fixed input_shape")
+        raise ModelFileError(f"{model.name} has an input of unknown size {shape}; build it with a fixed input_shape")
     return tf.TensorSpec((batch, *shape), tf.float32, name="image")
 
 
@@ -136,10 +139,10 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
     import tensorflow as tf
 
     if quantization not in MODES:
-        raise UserError(f"unknown quantization {quantization!r}; choose from {', '.join(MODES)}")
+        raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(MODES)}")
     qat = is_qat_model(model)
     if qat and quantization != "int8":
-        raise UserError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
+        raise ConfigError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
 
     def attempt(new_quantizer: bool) -> bytes:
         workdir = tempfile.mkdtemp(prefix="keras-resnet-convert-")
@@ -166,7 +169,7 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
             shutil.rmtree(workdir, ignore_errors=True)
 
     if quantization == "int8" and not qat and (calibration is None or not len(calibration)):
-        raise UserError("int8 post-training quantization of a float model needs calibration images "
+        raise ConfigError("int8 post-training quantization of a float model needs calibration images "
                         "(--calibration-data DATASET, or 'random' for latency-only work)")
     # Option-A ResNets convert fully integer since ChannelPadding is traced as PAD (blocks.tflite_tracing);
     # the converter's legacy quantizer (experimental_new_quantizer=False) is not needed and cannot
@@ -180,37 +183,36 @@ def _run(converter, quantization: str) -> bytes:
             return converter.convert()
     except Exception as error:  # converter errors are long MLIR dumps: keep the first line
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise UserError(f"TFLite conversion ({quantization}) failed: {first[:300]}") from None
+        raise ModelFileError(f"TFLite conversion ({quantization}) failed: {first[:300]}") from error
 
 
 # ---- inspection and validation -----------------------------------------------------------------------------
 
 
-def interpreter(content: bytes | str, threads: int = 2, *, delegates: bool = True):
-    """An allocated ai-edge-litert interpreter (``delegates=False``: builtin kernels only, for inspection)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kwargs: dict[str, Any] = {"num_threads": threads}
-    if not delegates:
-        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    source = {"model_content": content} if isinstance(content, bytes) else {"model_path": content}
-    it = Interpreter(**source, **kwargs)
-    it.allocate_tensors()
-    return it
-
-
 def op_summary(content: bytes) -> tuple[dict[str, int], list[str]]:
-    """(op counts, ops that read or write a float tensor) of a ``.tflite`` model."""
-    it = interpreter(content, delegates=False)
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    """(op counts, ops that read or write a non-integer tensor) of a ``.tflite`` model, from its flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(content, 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        codes.append(op_names.get(builtin, f"BUILTIN_{builtin}") if builtin != schema.BuiltinOperator.CUSTOM
+                     else f"CUSTOM:{(code.CustomCode() or b'').decode('utf-8', 'replace')}")
+    graph = model.Subgraphs(0)
+    types = [type_names.get(graph.Tensors(t).Type(), "?") for t in range(graph.TensorsLength())]
     counts: dict[str, int] = {}
     floating: list[str] = []
-    for op in it._get_ops_details():
-        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-        indices = [i for i in (*op["inputs"], *op["outputs"]) if i >= 0 and i in tensors]
-        if any(not np.issubdtype(tensors[i]["dtype"], np.integer) and tensors[i]["dtype"] != np.bool_
-               for i in indices):
-            floating.append(f"{op['op_name']}#{op['index']}")
+    for index in range(graph.OperatorsLength()):
+        op = graph.Operators(index)
+        name = codes[op.OpcodeIndex()]
+        counts[name] = counts.get(name, 0) + 1
+        tensors = [*op.InputsAsNumpy(), *op.OutputsAsNumpy()] if op.InputsLength() + op.OutputsLength() else []
+        if any(t >= 0 and types[t] not in _INTEGER_TENSORS for t in tensors):
+            floating.append(f"{name}#{index}")
     return counts, floating
 
 
@@ -232,70 +234,21 @@ def gpu_report(content: bytes) -> list[str]:
     return sorted(set(problems))
 
 
-class TFLiteModel:
-    """Run a ``.tflite`` classifier on float32 model-ready images, (de)quantizing I/O as needed."""
+def _runner(path: str, threads: int, *, safe: bool):
+    """A :class:`resnet_edge.Classifier`: the runtime and preprocessing a device uses."""
+    from resnet_edge import Classifier, ModelError, RuntimeUnavailable
 
-    def __init__(self, content: bytes | str, threads: int = 2):
-        self.it = interpreter(content, threads)
-        self.input = self.it.get_input_details()[0]
-        self.output = self.it.get_output_details()[0]
-        self.batch = int(self.input["shape"][0])
-        self.dynamic = int(self.input.get("shape_signature", self.input["shape"])[0]) == -1
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.input["shape"][1:])
-
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        if dtype == np.float32:
-            return x.astype(np.float32)
-        scale, zero = self.input["quantization"]
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-    def _dequantize(self, y: np.ndarray) -> np.ndarray:
-        if self.output["dtype"] == np.float32:
-            return y.astype(np.float32)
-        scale, zero = self.output["quantization"]
-        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
-
-    def __call__(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        step = batch_size if self.dynamic else self.batch
-        outputs = []
-        for start in range(0, len(x), step):
-            chunk = x[start:start + step]
-            if self.dynamic and chunk.shape[0] != self.input["shape"][0]:
-                self.it.resize_tensor_input(self.input["index"], [chunk.shape[0], *self.input_shape])
-                self.it.allocate_tensors()
-                self.input = self.it.get_input_details()[0]
-                self.output = self.it.get_output_details()[0]
-            self.it.set_tensor(self.input["index"], self._quantize(chunk))
-            self.it.invoke()
-            outputs.append(self._dequantize(self.it.get_tensor(self.output["index"])))
-        return np.concatenate(outputs)
-
-    def latency_ms(self, x: np.ndarray, runs: int = 20, warmup: int = 3) -> float:
-        """Median wall time of one batch-1 invoke."""
-        if self.dynamic and self.input["shape"][0] != 1:
-            self.it.resize_tensor_input(self.input["index"], [1, *self.input_shape])
-            self.it.allocate_tensors()
-            self.input = self.it.get_input_details()[0]
-            self.output = self.it.get_output_details()[0]
-        self.it.set_tensor(self.input["index"], self._quantize(x[:1]))
-        times = []
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            self.it.invoke()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        return float(np.median(times) * 1e3)
+    try:
+        return Classifier(path, threads=threads, safe=safe, warn=lambda message: None)
+    except (ModelError, RuntimeUnavailable) as error:
+        raise ModelFileError(f"cannot run {path} in resnet-edge: {error}") from error
 
 
-def compare(tflite: TFLiteModel, model, x: np.ndarray, y: np.ndarray | None = None) -> dict:
-    """Top-1 agreement and output differences of the ``.tflite`` and the Keras model on ``x``."""
-    ours = tflite(x)
-    theirs = np.asarray(model.predict(x, batch_size=32, verbose=0), np.float32)
+def compare(runner, model, pixels: np.ndarray, prepared: np.ndarray, y: np.ndarray | None = None) -> dict:
+    """Top-1 agreement and output differences of the device runner on ``pixels`` and the Keras model on the
+    same images ``prepared`` for it."""
+    ours = runner.predict_arrays(pixels)
+    theirs = np.asarray(model.predict(prepared, batch_size=32, verbose=0), np.float32)
     diff = np.abs(ours - theirs)
     result = {"agreement": float(np.mean(ours.argmax(-1) == theirs.argmax(-1))),
               "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
@@ -324,7 +277,7 @@ def images(source: str | None, split: str, count: int, shape: tuple[int, ...], *
 
         x, y = data.load(source, split, data_dir)
     if len(x) == 0:
-        raise UserError(f"{source} has no {split} images")
+        raise DataError(f"{source} has no {split} images")
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(x))[:count])
     return np.asarray(x[keep], np.float32), None if y is None else np.asarray(y)[keep]
@@ -357,10 +310,10 @@ def build_metadata(model, name: str, quantization: str, labels: list[str] | None
     height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
     classes = int(model.outputs[0].shape[-1])
     if labels is not None and len(labels) != classes:
-        raise UserError(f"{len(labels)} labels given but the model has {classes} outputs")
+        raise ConfigError(f"{len(labels)} labels given but the model has {classes} outputs")
     inside = normalization_constants(model)
     return {
-        "schema": "keras_resnet.metadata/1",
+        "schema": SCHEMA,
         "model": name,
         "labels": list(labels) if labels is not None else [str(i) for i in range(classes)],
         "input": {"height": height, "width": width, "channels": channels, "layout": "NHWC", "color": "RGB",
@@ -370,14 +323,6 @@ def build_metadata(model, name: str, quantization: str, labels: list[str] | None
         "quantization": quantization,
         "producer": PRODUCER,
     }
-
-
-def _embed(content: bytes, meta: dict) -> tuple[bytes, bool]:
-    try:
-        from keras_resnet.metadata import embed_metadata
-    except ImportError:  # the metadata writer is optional; the model works without it
-        return content, False
-    return embed_metadata(content, meta), True
 
 
 def _float_bytes(model) -> int:
@@ -391,60 +336,32 @@ def _float_bytes(model) -> int:
 # ---- the whole job ---------------------------------------------------------------------------------------
 
 
-def convert(model_or_path, output: str, *, quantization: str | None = None, target: str = "cpu",
-            io_type: str | None = None, calibration_data: str | None = None, calibration_samples: int = 200,
-            validation_data: str | None = None, validation_samples: int = 200, data_dir: str | None = None,
-            min_agreement: float | None = None, labels: list[str] | None = None, dataset: str | None = None,
-            mean: list[float] | None = None, std: list[float] | None = None, resize: str = "stretch",
-            threads: int = 2, force: bool = False, unsafe: bool = False, name: str | None = None) -> Report:
-    """Convert, validate, embed metadata and write ``output`` atomically; returns the :class:`Report`.
+def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, force: bool = False,
+            unsafe: bool = False, **fields) -> Report:
+    """Convert, embed metadata, validate in resnet-edge and write ``output`` atomically; returns the :class:`Report`.
 
-    Raises :class:`UserError` (nothing written) for bad arguments, files or data, and when the top-1
-    agreement on the validation images falls below ``min_agreement`` (the file is not written either).
+    ``spec`` (or its fields as keywords, e.g. ``quantization="int8", calibration_data="digits"``) says what to
+    produce. Raises a :class:`~keras_resnet.errors.Error` (nothing written) for bad arguments, files or data, and
+    :class:`~keras_resnet.errors.ValidationError` when the top-1 agreement of the finished file with the Keras
+    model on the validation images falls below ``min_agreement``.
     """
-    if target not in TARGETS:
-        raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if quantization is not None and quantization not in MODES:
-        raise UserError(f"unknown quantization {quantization!r}; choose from {', '.join(MODES)}")
-    if io_type is not None and io_type not in IO_TYPES:
-        raise UserError(f"unknown I/O type {io_type!r}; choose from {', '.join(IO_TYPES)}")
+    spec = dataclasses.replace(spec or ConvertSpec(), **fields)
     if not str(output).endswith(".tflite"):
-        raise UserError(f"output {output} must end in .tflite")
+        raise ConfigError(f"output {output} must end in .tflite")
     if os.path.exists(output) and not force:
-        raise UserError(f"output {output} exists; pass --force to overwrite it")
-    if calibration_samples < 1 or validation_samples < 1:
-        raise UserError("--calibration-samples and --validation-samples must be positive")
+        raise OutputExistsError(f"output {output} exists; pass --force to overwrite it")
     path = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     model = load_model(path, unsafe=unsafe) if path is not None else model_or_path
     qat = is_qat_model(model)
-
-    batch = None
-    if target == "gpu":
-        if quantization not in (None, "float16", "float32"):
-            raise UserError(f"target gpu takes float16 (default) or float32 models; got --quantize {quantization}")
-        quantization, io_type = quantization or "float16", "float32" if io_type in (None, "float32") else io_type
-        if io_type != "float32":
-            raise UserError("target gpu uses float32 input and output; drop --io-type")
-    elif target == "edgetpu":
-        if quantization not in (None, "int8"):
-            raise UserError(f"target edgetpu needs full int8; got --quantize {quantization}")
-        quantization, batch = "int8", 1
-        io_type = io_type or "uint8"
-        if io_type == "float32":
-            raise UserError("target edgetpu needs integer I/O: --io-type int8 or uint8")
-    else:
-        quantization = quantization or ("int8" if qat else "float32")
-        io_type = io_type or ("int8" if quantization == "int8" else "float32")
-    if io_type != "float32" and quantization != "int8":
-        raise UserError(f"--io-type {io_type} needs --quantize int8 (a {quantization} model has float32 I/O)")
-    threshold = MIN_AGREEMENT[quantization] if min_agreement is None else min_agreement
+    quantization, io_type, batch = _resolve_target(spec, qat)
+    threshold = MIN_AGREEMENT[quantization] if spec.min_agreement is None else spec.min_agreement
 
     shape = tuple(int(d) for d in _input_spec(model, None).shape[1:])
     channels = shape[-1]
-    mean = mean or [0.0] * channels
-    std = std or [1.0] * channels
-    if len(mean) != channels or len(std) != channels or any(s <= 0 for s in std):
-        raise UserError(f"--mean and --std need {channels} values each (std > 0)")
+    mean = list(spec.mean or [0.0] * channels)
+    std = list(spec.std or [1.0] * channels)
+    if len(mean) != channels or len(std) != channels:
+        raise ConfigError(f"--mean and --std need {channels} values each")
 
     def prepare(x: np.ndarray, source: str) -> np.ndarray:  # pixels → model input, as the runner does
         check_images(model, x, source)
@@ -452,49 +369,71 @@ def convert(model_or_path, output: str, *, quantization: str | None = None, targ
 
     calibration = None
     if quantization == "int8" and not qat:
-        if calibration_data is None:
-            raise UserError("int8 post-training quantization needs --calibration-data DATASET (or 'random' for "
-                            "latency-only work); a QAT model needs none")
-        x, _ = images(calibration_data, "train", calibration_samples, shape, data_dir=data_dir)
-        calibration = prepare(x, f"calibration data {calibration_data}")
-    source = validation_data or (calibration_data if calibration_data not in (None, "random") else None) \
-        or dataset or "random"
-    x_val, y_val = images(source, "val", validation_samples, shape, data_dir=data_dir, seed=1)
-    x_val = prepare(x_val, f"validation data {source}")
-    if labels is None and dataset is not None:
+        if spec.calibration_data is None:
+            raise ConfigError("int8 post-training quantization needs --calibration-data DATASET (or 'random' for "
+                              "latency-only work); a QAT model needs none")
+        x, _ = images(spec.calibration_data, "train", spec.calibration_samples, shape, data_dir=spec.data_dir)
+        calibration = prepare(x, f"calibration data {spec.calibration_data}")
+    source = spec.validation_data or (spec.calibration_data if spec.calibration_data not in (None, "random")
+                                      else None) or spec.dataset or "random"
+    x_val, y_val = images(source, "val", spec.validation_samples, shape, data_dir=spec.data_dir, seed=1)
+    prepared = prepare(x_val, f"validation data {source}")
+    labels = spec.labels
+    if labels is None and spec.dataset is not None:
         from keras_resnet import data
 
-        labels = list(data.info(dataset, data_dir).labels)
+        labels = list(data.info(spec.dataset, spec.data_dir).labels)
 
     start = time.perf_counter()
-    content = convert_model(model, quantization=quantization, io_type=io_type, batch=batch,
-                            calibration=calibration)
+    content = convert_model(model, quantization=quantization, io_type=io_type, batch=batch, calibration=calibration)
     seconds = time.perf_counter() - start
     counts, floating = op_summary(content)
-    if target == "edgetpu" and floating:
-        raise UserError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
-                        f"({', '.join(floating[:8])}); nothing written")
-    gpu = gpu_report(content) if target == "gpu" else []
+    if spec.target == "edgetpu" and floating:
+        raise ValidationError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
+                              f"({', '.join(floating[:8])}); nothing written")
+    gpu = gpu_report(content) if spec.target == "gpu" else []
+    meta = build_metadata(model, spec.name or _model_name(path, model), quantization, labels, mean=mean, std=std,
+                          resize=spec.resize)
+    content = embed_metadata(content, meta)
 
-    tflite = TFLiteModel(content, threads)
-    result = compare(tflite, model, x_val, y_val)
-    latency = tflite.latency_ms(x_val)
-    if result["agreement"] < threshold:
-        raise UserError(f"top-1 agreement with the Keras model is {result['agreement']:.4f} on {len(x_val)} "
-                        f"{source} images, below --min-agreement {threshold}; nothing written")
-
-    meta = build_metadata(model, name or _model_name(path, model), quantization, labels, mean=mean, std=std,
-                          resize=resize)
-    content, embedded = _embed(content, meta)
     with atomic_path(output, force=force) as tmp:
         with open(tmp, "wb") as f:
             f.write(content)
+        runner = _runner(tmp, spec.threads, safe=False)  # our own converter's output: no child-process guard
+        result = compare(runner, model, x_val, prepared, y_val)
+        latency = runner.benchmark(runs=20, warmup=3, batch=1)["median_ms"]
+        del runner
+        if result["agreement"] < threshold:
+            raise ValidationError(f"top-1 agreement with the Keras model is {result['agreement']:.4f} on "
+                                  f"{len(x_val)} {source} images, below --min-agreement {threshold}; nothing written")
     float_bytes = _float_bytes(model)
-    return Report(output=os.fspath(output), quantization=quantization, target=target, io_type=io_type,
+    return Report(output=os.fspath(output), quantization=quantization, target=spec.target, io_type=io_type,
                   size_bytes=len(content), float_bytes=float_bytes, size_ratio=len(content) / max(1, float_bytes),
-                  samples=len(x_val), validation=source, **result, latency_ms=latency, threads=threads,
-                  convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts,
-                  metadata=embedded)
+                  samples=len(x_val), validation=source, **result, latency_ms=latency, threads=spec.threads,
+                  convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts, metadata=True)
+
+
+def _resolve_target(spec: ConvertSpec, qat: bool) -> tuple[str, str, int | None]:
+    """``(quantization, I/O type, batch)`` for a target preset and the user's explicit choices."""
+    quantization, io_type, batch = spec.quantization, spec.io_type, None
+    if spec.target == "gpu":
+        if quantization not in (None, "float16", "float32"):
+            raise ConfigError(f"target gpu takes float16 (default) or float32 models; got --quantize {quantization}")
+        if io_type not in (None, "float32"):
+            raise ConfigError("target gpu uses float32 input and output; drop --io-type")
+        quantization, io_type = quantization or "float16", "float32"
+    elif spec.target == "edgetpu":
+        if quantization not in (None, "int8"):
+            raise ConfigError(f"target edgetpu needs full int8; got --quantize {quantization}")
+        quantization, batch, io_type = "int8", 1, io_type or "uint8"
+        if io_type == "float32":
+            raise ConfigError("target edgetpu needs integer I/O: --io-type int8 or uint8")
+    else:
+        quantization = quantization or ("int8" if qat else "float32")
+        io_type = io_type or ("int8" if quantization == "int8" else "float32")
+    if io_type != "float32" and quantization != "int8":
+        raise ConfigError(f"--io-type {io_type} needs --quantize int8 (a {quantization} model has float32 I/O)")
+    return quantization, io_type, batch
 
 
 def _model_name(path, model) -> str:
@@ -503,94 +442,15 @@ def _model_name(path, model) -> str:
     return model.name
 
 
-def load_tflite(path: str, threads: int = 2, **_: Any):
-    """An :class:`keras_resnet.evaluate.Predictor` for a ``.tflite`` file: uint8 pixels in, probabilities out.
-
-    Pixels are normalised as the embedded metadata says (input mean/std; 0/1 without metadata).
-    """
-    from keras_resnet.evaluate import Predictor
-
-    try:
-        model = TFLiteModel(path, threads)
-    except (ValueError, RuntimeError) as error:
-        raise UserError(f"cannot load {path} as a TFLite model: {str(error).splitlines()[0]}") from None
-    meta = None
-    try:
-        from keras_resnet.metadata import read_metadata
-
-        meta = read_metadata(path)
-    except ImportError:
-        pass
-    mean = np.asarray((meta or {}).get("input", {}).get("mean", [0.0]), np.float32)
-    std = np.asarray((meta or {}).get("input", {}).get("std", [1.0]), np.float32)
-
-    def predict(pixels: np.ndarray) -> np.ndarray:
-        return model((pixels.astype(np.float32) - mean) / std)
-
-    name = (meta or {}).get("model") or os.path.splitext(os.path.basename(path))[0]
-    return Predictor(predict, model.input_shape, name, "tflite")
-
-
 # ---- command line ------------------------------------------------------------------------------------------
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def convert_command(args) -> int:
+    """``keras-resnet convert MODEL --output OUT.tflite``: the options are :class:`ConvertSpec` fields."""
+    from keras_resnet.options import from_args
 
-
-def cli(argv: list[str], prog: str) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Convert a .keras model (float or QAT) to a validated .tflite file.")
-    parser.add_argument("model", help="a Keras 3 .keras model, or a QAT model from `keras-resnet qat`")
-    parser.add_argument("--output", "-o", required=True, help="the .tflite file to write")
-    parser.add_argument("--quantize", choices=MODES, help="weights/activations: float32, float16, dynamic "
-                        "(int8 weights) or int8 (full integer). Default: by --target; int8 for QAT models")
-    parser.add_argument("--target", choices=TARGETS, default="cpu", help="cpu (default), gpu (float16 + GPU "
-                        "delegate report) or edgetpu (full int8, batch 1, integer ops only)")
-    parser.add_argument("--io-type", choices=IO_TYPES, help="int8 models' input/output type (default int8; "
-                        "uint8 for edgetpu)")
-    parser.add_argument("--calibration-data", help="images for int8 PTQ ranges: a dataset name (digits, "
-                        "cifar10, ..., folder:PATH), an .npz with x, or 'random' (latency-only work)")
-    parser.add_argument("--calibration-samples", type=int, default=200)
-    parser.add_argument("--validation-data", help="held-out images to compare the .tflite with the Keras "
-                        "model (default: the calibration dataset's val split, else random pixels)")
-    parser.add_argument("--validation-samples", type=int, default=200)
-    parser.add_argument("--data-dir", help="where the datasets live")
-    parser.add_argument("--min-agreement", type=float, help="fail below this top-1 agreement with the Keras "
-                        "model (default 0.99 float32/float16, 0.95 dynamic/int8)")
-    parser.add_argument("--dataset", help="take class labels from this dataset for the metadata")
-    parser.add_argument("--labels", help="a text file of class labels, one per line")
-    parser.add_argument("--mean", type=_floats, help="per-channel pixel mean the model expects subtracted "
-                        "(default 0: models with a normalization layer take raw pixels)")
-    parser.add_argument("--std", type=_floats, help="per-channel pixel std (default 1)")
-    parser.add_argument("--resize", choices=("stretch", "center_crop"), default="stretch",
-                        help="how the runner should fit images to the input size (metadata)")
-    parser.add_argument("--threads", type=int, default=2, help="interpreter threads for the latency figure")
-    parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    parser.add_argument("--unsafe", action="store_true", help="allow Lambda layers (arbitrary code) in MODEL")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    labels = None
-    if args.labels:
-        try:
-            with open(args.labels, encoding="utf-8") as f:
-                labels = [line.strip() for line in f if line.strip()]
-        except OSError as error:
-            raise UserError(f"cannot read labels {args.labels}: {error.strerror}") from None
-    report = convert(args.model, args.output, quantization=args.quantize, target=args.target,
-                     io_type=args.io_type, calibration_data=args.calibration_data,
-                     calibration_samples=args.calibration_samples, validation_data=args.validation_data,
-                     validation_samples=args.validation_samples, data_dir=args.data_dir,
-                     min_agreement=args.min_agreement, labels=labels, dataset=args.dataset, mean=args.mean,
-                     std=args.std, resize=args.resize, threads=args.threads, force=args.force,
-                     unsafe=args.unsafe)
+    report = convert(args.model, args.output, from_args(ConvertSpec, args), force=args.force, unsafe=args.unsafe)
+    print("\n".join(report.lines()), flush=True)
     if args.json:
-        import json
-
-        print(json.dumps(asdict(report), indent=2))
-    else:
-        print("\n".join(report.lines()))
+        print(json.dumps(asdict(report)), flush=True)
     return 0

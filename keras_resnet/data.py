@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from keras_resnet.errors import UserError
+from keras_resnet.errors import DataError as UserError
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "folder")
 SPLITS: tuple[str, ...] = ("train", "val", "test")

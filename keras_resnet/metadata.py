@@ -1,29 +1,17 @@
 """Embed keras_resnet's metadata in a ``.tflite`` flatbuffer (TensorFlow side) and read it back.
 
-The contract (shared with ``deploy/resnet_edge``): one ``Model.metadata`` entry named ``"keras_resnet"``
-whose buffer is UTF-8 JSON (``{"schema": "keras_resnet.metadata/1", "labels": [...], "input": {...}, ...}``).
-Reading needs no TensorFlow: :func:`read_metadata` is the on-device reader.
+The contract is resnet-edge's (a dependency): one ``Model.metadata`` entry named ``NAME`` whose buffer is UTF-8 JSON
+(``{"schema": SCHEMA, "labels": [...], "input": {...}, ...}``). Reading needs no TensorFlow:
+:func:`read_metadata` is the on-device reader, re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 
-try:  # the deploy package, when installed (``pip install ./deploy``)
-    from resnet_edge.metadata import NAME, SCHEMA, read_all_metadata, read_metadata
-except ImportError:  # a source checkout: load deploy/resnet_edge/metadata.py directly (it is self-contained)
-    import importlib.util
+from resnet_edge.metadata import NAME, SCHEMA, read_all_metadata, read_metadata
 
-    _path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "resnet_edge",
-                         "metadata.py")
-    _spec = importlib.util.spec_from_file_location("_resnet_edge_metadata", _path)
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _module
-    _spec.loader.exec_module(_module)
-    NAME, SCHEMA = _module.NAME, _module.SCHEMA
-    read_all_metadata, read_metadata = _module.read_all_metadata, _module.read_metadata
+from keras_resnet.errors import ModelFileError
 
 __all__ = ["NAME", "SCHEMA", "embed_metadata", "read_all_metadata", "read_metadata"]
 
@@ -32,19 +20,19 @@ def embed_metadata(tflite_bytes: bytes, meta: dict, name: str = NAME) -> bytes:
     """Return ``tflite_bytes`` with ``meta`` (JSON-serialisable) stored as the ``name`` metadata entry.
 
     An existing entry of that name is replaced; other entries (e.g. ``min_runtime_version``) are kept.
-    Raises ValueError for a file that is not a TFLite model or keeps buffers outside the flatbuffer (> 2 GB).
+    Raises ModelFileError for a file that is not a TFLite model or keeps buffers outside the flatbuffer (> 2 GB).
     """
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
 
     data = bytes(tflite_bytes)
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite model (file identifier is not TFL3)")
+        raise ModelFileError("not a TFLite model (file identifier is not TFL3)")
     payload = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     model.buffers = model.buffers or []
     if any((b.offset or 0) > 1 for b in model.buffers):
-        raise ValueError("models with buffers outside the flatbuffer (> 2 GB) are not supported")
+        raise ModelFileError("models with buffers outside the flatbuffer (> 2 GB) are not supported")
     entries = model.metadata or []
     entry = next((m for m in entries if (m.name or b"").decode("utf-8", "replace") == name), None)
     buffer = schema.BufferT()

@@ -23,22 +23,20 @@ never uses ``tf.keras``; it says ``keras`` (3) or ``tf_keras``.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import inspect
-import json
 import os
-import tempfile
 import time
 import warnings
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from keras_resnet.errors import UserError
+from keras_resnet import compat
+from keras_resnet.errors import ConfigError, DataError, ModelFileError, OutputExistsError
+from keras_resnet.files import atomic_path
+from keras_resnet.model_io import load_model
+from keras_resnet.options import QATSpec
 
 # Keras 3 config keys tf_keras does not know and whose default value changes nothing.
 _BASE_KEYS = {"name", "trainable", "dtype"}
@@ -51,110 +49,13 @@ _FOLDABLE_INTO = {"Conv2D", "DepthwiseConv2D", "Dense"}
 _NORM_EPSILON = 1e-7  # keras.backend.epsilon(): Normalization divides by max(sqrt(var), epsilon)
 
 
-class TranslationError(UserError):
+class TranslationError(ModelFileError):
     """A Keras 3 model that cannot be rebuilt in tf_keras (Lambda, custom or unknown layers)."""
-
-
-# ---- loading and saving --------------------------------------------------------------------------------------
-
-
-def _keras_version_of(path: str) -> str | None:
-    """The ``keras_version`` recorded in a ``.keras`` archive (tf_keras writes 2.x, Keras 3 writes 3.x)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("metadata.json")).get("keras_version")
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        return None
-
-
-def _check_readable(path: str) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise UserError(f"model file {path} does not exist")
-    if os.path.isdir(path):
-        raise UserError(f"{path} is a folder; pass a .keras or .h5 model file")
-    if not path.endswith((".keras", ".h5")):
-        raise UserError(f"{path}: expected a .keras (or tf_keras QAT .h5) model file")
-    return path
 
 
 def is_qat_model(model) -> bool:
     """Whether ``model`` is a tfmot quantization-aware (tf_keras) model."""
     return any(type(layer).__name__.startswith(("QuantizeWrapper", "QuantizeLayer")) for layer in model.layers)
-
-
-def load_model(path: str, *, unsafe: bool = False):
-    """Load a Keras 3 ``.keras`` model, or a tf_keras QAT model saved by :func:`save_qat_model`.
-
-    Keras 3 files load with ``safe_mode=True``: a model with a Lambda layer (arbitrary code) is refused
-    unless ``unsafe``. Raises :class:`UserError` with one line for missing, corrupt or unsafe files.
-    """
-    path = _check_readable(path)
-    version = _keras_version_of(path) if path.endswith(".keras") else "2"
-    if path.endswith(".keras") and version is None:
-        raise UserError(f"{path} is not a readable .keras archive (corrupt or truncated?)")
-    try:
-        if version.startswith("2"):
-            return _load_tf_keras(path, unsafe)
-        import keras
-
-        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
-    except UserError:
-        raise
-    except Exception as error:  # Keras raises ValueError/TypeError/OSError/KeyError for bad files
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise UserError(f"{path} contains a Lambda layer (arbitrary Python code); refusing to load it. "
-                            f"Pass --unsafe only if you trust the file") from None
-        raise UserError(f"could not load {path}: {text[:300]}") from None
-
-
-def _load_tf_keras(path: str, unsafe: bool):
-    import tensorflow_model_optimization as tfmot  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tf_keras)
-    import tf_keras
-
-    if path.endswith(".h5") and not unsafe:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            config = f.attrs.get("model_config")
-        if config is not None and '"Lambda"' in (config.decode() if isinstance(config, bytes) else config):
-            raise UserError(f"{path} contains a Lambda layer (arbitrary Python code); refusing to load it. "
-                            f"Pass --unsafe only if you trust the file")
-    from keras_resnet.blocks import tf_keras_channel_padding
-
-    with tfmot.quantization.keras.quantize_scope({"ChannelPadding": tf_keras_channel_padding()}):
-        kwargs = {"safe_mode": not unsafe} if path.endswith(".keras") else {}
-        return tf_keras.models.load_model(path, compile=False, **kwargs)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str, *, force: bool = False) -> Iterator[str]:
-    """Yield a temporary path next to ``path`` (same suffix); on success move it over ``path``.
-
-    Refuses an existing ``path`` unless ``force``; on failure the temporary file is removed and
-    ``path`` is untouched.
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise UserError(f"output {path} is a folder")
-    if os.path.exists(path) and not force:
-        raise UserError(f"output {path} exists; pass --force to overwrite it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"output folder {folder} does not exist")
-    base, suffix = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
-    os.close(fd)
-    os.remove(tmp)  # savers refuse or mishandle existing files; we only want the unique name
-    try:
-        yield tmp
-        if not os.path.exists(tmp):
-            raise OSError(f"nothing was written to {tmp}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_qat_model(model, path: str, *, force: bool = False) -> str:
@@ -175,7 +76,7 @@ def save_qat_model(model, path: str, *, force: bool = False) -> str:
 def _check_qat_output(path: str) -> None:
     if not str(path).endswith(".h5"):
         stem = os.path.splitext(str(path))[0]
-        raise UserError(f"QAT models are saved as .h5 (tf_keras cannot reload tfmot models from .keras); "
+        raise ConfigError(f"QAT models are saved as .h5 (tf_keras cannot reload tfmot models from .keras); "
                         f"use --output {stem}.h5")
 
 
@@ -476,8 +377,8 @@ def _annotate(twin):
         if kind == "ChannelPadding":  # zero channels: shares its input's quantization, as ZeroPadding2D
             return q.quantize_annotate_layer(layer, configs.NoOpQuantizeConfig())
         if kind == "BatchNormalization":  # folded into its conv by tfmot's transforms
-            inbound = layer._inbound_nodes[0].inbound_layers
-            if type(inbound).__name__ in _FOLDABLE_INTO and len(inbound._outbound_nodes) == 1:
+            inbound = compat.inbound_layer(layer)
+            if type(inbound).__name__ in _FOLDABLE_INTO and compat.outbound_count(inbound) == 1:
                 return q.quantize_annotate_layer(layer)
         if kind in _OUTPUT_ONLY:
             return q.quantize_annotate_layer(layer, configs.Default8BitOutputQuantizeConfig())
@@ -504,7 +405,7 @@ def quantize_model(model, *, check: bool = True):
         try:
             qat = tfmot.quantization.keras.quantize_apply(_annotate(twin))
         except (RuntimeError, ValueError) as error:
-            raise TranslationError(f"tfmot could not quantize {model.name}: {str(error).splitlines()[0]}") from None
+            raise TranslationError(f"tfmot could not quantize {model.name}: {str(error).splitlines()[0]}") from error
     return qat
 
 
@@ -517,8 +418,6 @@ def calibrate_ranges(qat_model, x, *, batches: int = 8, batch_size: int = 64, se
     updates) while the quantizers average the per-batch ranges (decay k/(k+1) at batch k); weight
     ranges are set too. Nothing else changes.
     """
-    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
-
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))[: batches * batch_size]
     frozen = []
@@ -527,20 +426,12 @@ def calibrate_ranges(qat_model, x, *, batches: int = 8, batch_size: int = 64, se
         if type(inner).__name__ == "BatchNormalization" and inner.trainable:
             inner.trainable = False
             frozen.append(inner)
-    original = quant_ops.MovingAvgQuantize
-    step = {"k": 0}
-
-    def averaging(*args, **kwargs):
-        kwargs["ema_decay"] = step["k"] / (step["k"] + 1.0)
-        return original(*args, **kwargs)
-
-    quant_ops.MovingAvgQuantize = averaging
     try:
-        for start in range(0, len(order), batch_size):
-            qat_model(np.asarray(x[order[start:start + batch_size]], "float32"), training=True)
-            step["k"] += 1
+        with compat.cumulative_range_averaging() as next_batch:
+            for start in range(0, len(order), batch_size):
+                qat_model(np.asarray(x[order[start:start + batch_size]], "float32"), training=True)
+                next_batch()
     finally:
-        quant_ops.MovingAvgQuantize = original
         for layer in frozen:
             layer.trainable = True
 
@@ -599,37 +490,35 @@ class QATResult:
     seconds: float
 
 
-def qat_fine_tune(model_or_path, dataset: str, epochs: int, output_path: str, *, batch_size: int = 64,
-                  learning_rate: float = 1e-3, data_dir: str | None = None, force: bool = False,
-                  unsafe: bool = False, verbose: int = 0) -> QATResult:
-    """Quantize a trained Keras 3 model, fine-tune it on ``dataset``'s train split and save it.
+def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool = False, unsafe: bool = False,
+                  verbose: int = 0) -> QATResult:
+    """Quantize a trained Keras 3 model, fine-tune it on ``spec.dataset``'s train split and save it (``.h5``).
 
     Returns the saved path and the test-split accuracy before and after QAT. This is what
     ``keras-resnet train --qat-epochs N`` and ``keras-resnet qat`` call.
     """
     from keras_resnet import data
 
-    if epochs < 0:
-        raise UserError(f"epochs must be >= 0; got {epochs}")
     _check_qat_output(output_path)
     if os.path.exists(output_path) and not force:
-        raise UserError(f"output {output_path} exists; pass --force to overwrite it")
+        raise OutputExistsError(f"output {output_path} exists; pass --force to overwrite it")
     model = load_model(model_or_path, unsafe=unsafe) if isinstance(model_or_path, (str, os.PathLike)) \
         else model_or_path
     start = time.perf_counter()
-    x_train, y_train = data.load(dataset, "train", data_dir)
-    x_val, y_val = data.load(dataset, "val", data_dir)
-    x_test, y_test = data.load(dataset, "test", data_dir)
-    check_images(model, x_train, dataset)
+    x_train, y_train = data.load(spec.dataset, "train", spec.data_dir)
+    x_val, y_val = data.load(spec.dataset, "val", spec.data_dir)
+    x_test, y_test = data.load(spec.dataset, "test", spec.data_dir)
+    check_images(model, x_train, spec.dataset)
     float_accuracy = accuracy(model, x_test, y_test)
     qat = quantize_model(model)
     calibrate_ranges(qat, x_train)
-    if epochs:
-        fine_tune(qat, x_train, y_train, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                  validation=(x_val, y_val), from_logits=_from_logits(model), verbose=verbose)
+    if spec.epochs:
+        fine_tune(qat, x_train, y_train, epochs=spec.epochs, batch_size=spec.batch_size,
+                  learning_rate=spec.learning_rate, validation=(x_val, y_val), from_logits=_from_logits(model),
+                  verbose=verbose)
     qat_accuracy = accuracy(qat, x_test, y_test)
     save_qat_model(qat, output_path, force=force)
-    return QATResult(os.fspath(output_path), qat_accuracy, float_accuracy, epochs, time.perf_counter() - start)
+    return QATResult(os.fspath(output_path), qat_accuracy, float_accuracy, spec.epochs, time.perf_counter() - start)
 
 
 def check_images(model, images: np.ndarray, source: str) -> None:
@@ -637,28 +526,16 @@ def check_images(model, images: np.ndarray, source: str) -> None:
     expected = tuple(model.inputs[0].shape[1:])
     got = tuple(images.shape[1:])
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got, strict=False)):
-        raise UserError(f"{source} images are {'×'.join(map(str, got))} but the model expects "
+        raise DataError(f"{source} images are {'×'.join(map(str, got))} but the model expects "
                         f"{'×'.join('?' if d is None else str(d) for d in expected)}")
 
 
-def cli(argv: list[str], prog: str) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Quantization-aware fine-tuning: quantize a trained .keras model with tfmot's "
-                               "8-bit scheme (on a tf_keras twin), fine-tune it and save it.")
-    parser.add_argument("model", help="trained Keras 3 model (.keras)")
-    parser.add_argument("--dataset", required=True, help="dataset to fine-tune on (digits, cifar10, cifar100, "
-                                                         "folder:PATH)")
-    parser.add_argument("--data-dir", help="where the dataset lives")
-    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default 2)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="SGD learning rate (default 1e-3)")
-    parser.add_argument("--output", required=True, help="QAT model to write (.h5)")
-    parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    parser.add_argument("--unsafe", action="store_true", help="allow Lambda layers in the input model")
-    args = parser.parse_args(argv)
-    result = qat_fine_tune(args.model, args.dataset, args.epochs, args.output, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, data_dir=args.data_dir, force=args.force,
-                           unsafe=args.unsafe, verbose=2)
+def qat_command(args) -> int:
+    """``keras-resnet qat MODEL --dataset D --output OUT.h5``."""
+    from keras_resnet.options import from_args
+
+    result = qat_fine_tune(args.model, from_args(QATSpec, args), args.output, force=args.force, unsafe=args.unsafe,
+                           verbose=2)
     print(f"float accuracy {result.float_accuracy:.4f}  QAT accuracy {result.accuracy:.4f}  "
           f"({result.epochs} epochs, {result.seconds:.0f} s)  -> {result.path}")
     return 0

@@ -17,9 +17,9 @@ point), then ``last.keras``, ``best.keras`` and ``history.csv`` are published fr
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
+import dataclasses
 import functools
 import importlib.util
 import io
@@ -28,75 +28,21 @@ import math
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
+from keras_resnet import compat
 from keras_resnet import data as data_lib
-from keras_resnet.errors import UserError
+from keras_resnet.errors import ConfigError, DataError, OutputError
+from keras_resnet.files import atomic_path, atomic_write, publish, save_figure
+from keras_resnet.options import STRATEGIES, Recipe
 from keras_resnet.schedules import ResNetSchedule
+from keras_resnet.specs import model_spec, normalize_name
 
-STRATEGIES = ("auto", "mirrored", "multiworker")
-SCHEDULES = ("step", "cosine")
 STATE_VERSION = 1
-
-
-@dataclass
-class Recipe:
-    """The arguments that define a run (saved in ``summary.json``; a resumed run must match them)."""
-
-    model: str = "resnet20"
-    dataset: str = "digits"
-    data_dir: str | None = None
-    image_size: int | None = None
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float | None = None  # None: 0.1 · batch_size / 128
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "step"
-    warmup_epochs: float = 0.0
-    warmup_factor: float = 0.1
-    mixed_precision: bool = False
-    augment: bool = True
-    seed: int = 0
-    limit: int | None = None  # use only the first N training images (quick trials, tests)
-    builder_options: dict[str, Any] = field(default_factory=dict)
-
-    def base_lr(self) -> float:
-        return self.lr if self.lr is not None else 0.1 * self.batch_size / 128
-
-    def check(self) -> None:
-        from keras_resnet.build import MODELS
-
-        key = _model_key(self.model)
-        if key not in MODELS:
-            raise UserError(f"unknown model {self.model!r}; `keras-resnet models` lists them "
-                            f"(e.g. resnet20, resnet56, plain20, resnet50)")
-        data_lib.parse_name(self.dataset, self.data_dir)
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{name.replace('_', ' ')} must be a positive integer; got {value!r}")
-        if self.lr is not None and not self.lr > 0:
-            raise UserError(f"learning rate must be positive; got {self.lr}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise UserError("weight decay must be >= 0 and momentum in [0, 1)")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise UserError(f"warm-up epochs must be in [0, epochs); got {self.warmup_epochs}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be a positive number of images; got {self.limit}")
-        if self.image_size is not None and self.image_size < 8:
-            raise UserError(f"image size must be at least 8; got {self.image_size}")
-
-
-def _model_key(name: str) -> str:
-    return str(name).lower().replace("-", "").replace("_", "")
 
 
 # ---- model -----------------------------------------------------------------------------------------------
@@ -112,11 +58,9 @@ def model_for_dataset(name: str, info: data_lib.DatasetInfo, *, mean=None, varia
     """
     import keras
 
-    from keras_resnet.build import MODELS, build_model
+    from keras_resnet.build import build_model
 
-    key = _model_key(name)
-    if key not in MODELS:
-        raise UserError(f"unknown model {name!r}; `keras-resnet models` lists them")
+    key, _ = model_spec(name)
     mean = info.mean if mean is None else mean
     variance = info.variance if variance is None else variance
     kwargs = {"classes": info.num_classes, "weights": None, **builder_kwargs}
@@ -160,8 +104,21 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int)
     metrics: list[Any] = ["accuracy"]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
-    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum),
-                  loss="sparse_categorical_crossentropy", metrics=metrics)
+    if recipe.label_smoothing:  # Keras' smoothing needs one-hot labels: see one_hot_labels()
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if num_classes > 5:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
+    else:
+        loss = "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum), loss=loss, metrics=metrics)
+
+
+def one_hot_labels(dataset, num_classes: int):
+    """``(image, int label)`` batches → ``(image, one-hot label)``, for the label-smoothed loss."""
+    import tensorflow as tf
+
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 # ---- distribution ----------------------------------------------------------------------------------------
@@ -172,12 +129,12 @@ def make_strategy(name: str = "auto"):
     import tensorflow as tf
 
     if name not in STRATEGIES:
-        raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
     cluster = _tf_config().get("cluster", {})
     workers = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
     if name == "multiworker" or (name == "auto" and workers > 1):
         if not os.environ.get("TF_CONFIG"):
-            raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment; "
+            raise ConfigError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment; "
                             "see docs/training.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
@@ -192,7 +149,7 @@ def _tf_config() -> dict:
     try:
         return json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError as error:
-        raise UserError(f"TF_CONFIG is not valid JSON: {error}") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from error
 
 
 def _is_multiworker(strategy) -> bool:
@@ -218,85 +175,12 @@ def is_chief(strategy=None) -> bool:
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in config.get("cluster", {}))
 
 
-def _patch_symbolic_build(model, strategy) -> None:
-    """Work around Keras 3.15 + MultiWorkerMirroredStrategy: fit/evaluate build the model from a first batch
-    reduced with ``strategy.reduce(MEAN, (x, y))``, which the collective strategy rejects for a tuple. Only the
-    batch's shapes and dtypes matter there, so hand Keras this replica's local batch instead."""
-    import tensorflow as tf
-
-    original = model._maybe_symbolic_build
-
-    def local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None and data_batch is None:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(local, next(batches))
-                break
-        return original(data_batch=data_batch)
-
-    model._maybe_symbolic_build = maybe_symbolic_build
-    _patch_multiworker_reduce()
-
-
-@functools.cache
-def _patch_multiworker_reduce() -> None:
-    """Work around Keras 3.15 + MultiWorkerMirroredStrategy: the per-step metric values are scalars, which
-    Keras reduces with ``strategy.reduce("MEAN", v, axis=0)`` (an error for rank 0). Reduce them across all
-    workers with ``axis=None`` instead; everything else goes to Keras' own function."""
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            def reduce(v):
-                if not isinstance(v, tf.distribute.DistributedValues):
-                    return v
-                rank = strategy.experimental_local_results(v)[0].shape.rank
-                return strategy.reduce("MEAN", v, axis=0 if rank else None)
-
-            return tf.nest.map_structure(reduce, values)
-        return original(values, strategy, reduction)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
-
-
 # ---- files -----------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_save_model(model, path: str) -> None:
-    folder, base = os.path.split(path)
-    tmp = os.path.join(folder, f".{base[:-len('.keras')]}.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _publish(src: str, dst: str) -> None:
-    """``dst`` becomes ``src``'s content atomically (a hard link when the file system allows)."""
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-        return  # rename() of two links to one file is a no-op that would leave the temporary link behind
-    tmp = f"{dst}.tmp-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+def _save_model(model, path: str) -> None:
+    with atomic_path(path) as tmp:  # the temporary name keeps the .keras suffix Keras requires
+        model.save(tmp)
 
 
 def _history_csv(rows: list[dict]) -> str:
@@ -330,16 +214,7 @@ def plot_curves(rows: list[dict], path: str, title: str = "") -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def _save_figure(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # ---- the run state: backup, history, best ---------------------------------------------------------------
@@ -374,11 +249,13 @@ class RunState:
             self.last_file, self.train_time, self.recipe = state["last_file"], state["train_time_s"], state["recipe"]
             self.starts = state.get("starts", [])
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UserError(f"cannot resume: {self.path} is unreadable ({error}); delete {self.backup} to restart"
-                            ) from None
-        if self.recipe != recipe:
-            changed = sorted(k for k in set(recipe) | set(self.recipe) if recipe.get(k) != self.recipe.get(k))
-            raise UserError(f"{self.output} holds a run with different arguments ({', '.join(changed)}); "
+            raise DataError(f"cannot resume: {self.path} is unreadable ({error}); delete {self.backup} to restart"
+                            ) from error
+        defaults = asdict(Recipe())  # fields added since the run started count with their default value
+        saved = {**defaults, **self.recipe} if isinstance(self.recipe, dict) else self.recipe
+        if saved != recipe:
+            changed = sorted(k for k in set(recipe) | set(saved) if recipe.get(k) != saved.get(k))
+            raise ConfigError(f"{self.output} holds a run with different arguments ({', '.join(changed)}); "
                             f"use another --output or delete the folder")
         return True
 
@@ -388,7 +265,7 @@ class RunState:
         state = {"version": STATE_VERSION, "epoch": self.epoch, "history": self.rows, "best": self.best,
                  "last_file": self.last_file, "train_time_s": self.train_time, "recipe": self.recipe,
                  "starts": self.starts}
-        _atomic_write(self.path, json.dumps(state, indent=1))
+        atomic_write(self.path, json.dumps(state, indent=1))
         self.publish()
 
     def publish(self) -> None:
@@ -396,10 +273,10 @@ class RunState:
         if not self.write:
             return
         if self.last_file:
-            _publish(os.path.join(self.backup, self.last_file), os.path.join(self.output, "last.keras"))
+            publish(os.path.join(self.backup, self.last_file), os.path.join(self.output, "last.keras"))
         if self.best:
-            _publish(os.path.join(self.backup, self.best["file"]), os.path.join(self.output, "best.keras"))
-        _atomic_write(os.path.join(self.output, "history.csv"), _history_csv(self.rows))
+            publish(os.path.join(self.backup, self.best["file"]), os.path.join(self.output, "best.keras"))
+        atomic_write(os.path.join(self.output, "history.csv"), _history_csv(self.rows))
         keep = {"state.json", self.last_file, self.best and self.best["file"]}
         for name in os.listdir(self.backup):
             if name not in keep:
@@ -437,7 +314,7 @@ def _callback_class():
                    "epoch_time_s": round(seconds, 3), "train_images_per_s": round(self.n_train / train_seconds, 1)}
             st = self.state
             name = f"epoch-{epoch + 1}.keras"
-            _atomic_save_model(self.model, os.path.join(self.model_dir, name))
+            _save_model(self.model, os.path.join(self.model_dir, name))
             value = logs.get(self.monitor)
             best = st.best
             if value is not None and (best is None or value > best["value"]):
@@ -452,52 +329,52 @@ def _callback_class():
 # ---- the API ---------------------------------------------------------------------------------------------
 
 
-def train(model: str = "resnet20", dataset: str = "digits", *, epochs: int = 30, batch_size: int = 128,
-          output: str = "runs/run", data_dir: str | None = None, image_size: int | None = None,
-          lr: float | None = None, momentum: float = 0.9, weight_decay: float = 1e-4, schedule: str = "step",
-          warmup_epochs: float = 0.0, warmup_factor: float = 0.1, mixed_precision: bool = False,
-          augment: bool = True, seed: int = 0, limit: int | None = None, strategy: str = "auto",
-          verbose: int | str = 1, builder_options: dict[str, Any] | None = None) -> dict:
-    """Train ``model`` on ``dataset`` with He et al.'s recipe; write the run to ``output``; return the summary.
+def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", verbose: int | str = 1) -> dict:
+    """Train ``recipe.model`` on ``recipe.dataset``; write the run to ``output``; return the summary.
 
-    Restarting with the same arguments resumes after the last completed epoch (see the module docstring).
-    ``builder_options``: extra keyword arguments of the builder (e.g. ``{"zero_init": True}``).
+    ``output`` defaults to ``runs/MODEL-DATASET``. Restarting with the same recipe resumes after the last
+    completed epoch (see the module docstring); a different recipe on the same output is refused.
+    Example: ``train(Recipe(model="resnet20", dataset="digits", epochs=15, schedule="cosine"), "runs/r20")``.
     """
     start = time.perf_counter()
-    recipe = Recipe(model=_model_key(model), dataset=dataset, data_dir=data_dir, image_size=image_size,
-                    epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                    schedule=schedule, warmup_epochs=warmup_epochs, warmup_factor=warmup_factor,
-                    mixed_precision=mixed_precision, augment=augment, seed=seed, limit=limit,
-                    builder_options=dict(builder_options or {}))
-    recipe.check()
-    output = os.path.abspath(os.path.expanduser(output))
+    key, _ = model_spec(recipe.model)
+    recipe = dataclasses.replace(recipe, model=key, builder_options=dict(recipe.builder_options))
+    dataset, data_dir, image_size = recipe.dataset, recipe.data_dir, recipe.image_size
+    output = os.path.abspath(os.path.expanduser(output or default_output(recipe)))
     if os.path.exists(output) and not os.path.isdir(output):
-        raise UserError(f"output {output} exists and is not a folder")
+        raise OutputError(f"output {output} exists and is not a folder")
     distribution = make_strategy(strategy)  # first: multi-worker collectives must be set up before any TF op
     chief = is_chief(distribution)
     info = data_lib.info(dataset, data_dir, image_size=image_size)
     x_train, y_train = data_lib.load(dataset, "train", data_dir, image_size=image_size)
-    if limit is not None:
-        x_train, y_train = x_train[:limit], y_train[:limit]
+    if recipe.limit is not None:
+        x_train, y_train = x_train[:recipe.limit], y_train[:recipe.limit]
     x_val, y_val = data_lib.load(dataset, "val", data_dir, image_size=image_size)
     x_test, y_test = data_lib.load(dataset, "test", data_dir, image_size=image_size)
     multiworker = _is_multiworker(distribution)
-    if multiworker and len(x_train) < batch_size:
-        raise UserError(f"multi-worker training drops partial batches: batch size {batch_size} exceeds the "
-                        f"{len(x_train)} training images")
+    if multiworker and len(x_train) < recipe.batch_size:
+        raise ConfigError(f"multi-worker training drops partial batches: batch size {recipe.batch_size} exceeds "
+                          f"the {len(x_train)} training images")
+    batch_size = recipe.batch_size
     steps = len(x_train) // batch_size if multiworker else math.ceil(len(x_train) / batch_size)
 
     workdir = output if chief else tempfile.mkdtemp(prefix="keras-resnet-worker-")
     try:
         os.makedirs(os.path.join(workdir, "backup"), exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create output folder {workdir}: {error.strerror}") from None
+        raise OutputError(f"cannot create output folder {workdir}: {error.strerror}") from error
     try:
         return _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
                     (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start)
     finally:
         if not chief:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def default_output(recipe: Recipe) -> str:
+    """``runs/MODEL-DATASET`` (``folder:PATH`` datasets count as ``folder``)."""
+    dataset = "folder" if str(recipe.dataset).startswith("folder:") else normalize_name(recipe.dataset)
+    return os.path.join("runs", f"{normalize_name(recipe.model)}-{dataset}")
 
 
 def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker, train_data, val_data,
@@ -523,7 +400,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
             model.optimizer.build(model.trainable_variables)
             model.load_weights(backup_file)  # weights and optimizer state (iterations, momentum)
     if multiworker:
-        _patch_symbolic_build(model, distribution)
+        compat.patch_multiworker(model, distribution)
     params = int(model.count_params())
     n_train = len(train_data[0])
     replicas = distribution.num_replicas_in_sync
@@ -538,6 +415,8 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
                                        augment=recipe.augment, drop_remainder=multiworker, shard_by_data=shard)
     val_ds = data_lib.eval_pipeline(*val_data, recipe.batch_size, shard_by_data=shard)
     test_ds = data_lib.eval_pipeline(*test_data, recipe.batch_size, shard_by_data=shard)
+    if recipe.label_smoothing:
+        train_ds, val_ds, test_ds = (one_hot_labels(ds, info.num_classes) for ds in (train_ds, val_ds, test_ds))
     epoch_end = _callback_class()(state, state.backup, n_train)
     if state.epoch < recipe.epochs:
         callbacks = [epoch_end]
@@ -585,7 +464,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
     }
     if chief:
         plot_curves(state.rows, os.path.join(output, "curves.png"), f"{recipe.model} on {info.name}")
-        _atomic_write(os.path.join(output, "summary.json"), json.dumps(summary, indent=2) + "\n")
+        atomic_write(os.path.join(output, "summary.json"), json.dumps(summary, indent=2) + "\n")
     if verbose:
         print(_summary_text(summary), flush=True)
     return summary
@@ -600,9 +479,8 @@ def _summary_text(s: dict) -> str:
             f"(last epoch: {m['last_test_accuracy']:.2%}). files in {os.path.dirname(s['files']['best.keras'])}")
 
 
-def compare(models: Sequence[str], dataset: str = "digits", *, epochs: int = 30, output: str = "runs/compare",
-            **kwargs) -> dict:
-    """He et al.'s degradation experiment (their Fig. 6): train each model, plot train and validation error.
+def compare(models: Sequence[str], recipe: Recipe, output: str = "runs/compare", *, verbose: int = 1) -> dict:
+    """He et al.'s degradation experiment (their Fig. 6): train each model with ``recipe``, plot their errors.
 
     Writes ``OUTPUT/MODEL/`` per run, ``OUTPUT/compare.png`` (dashed: training error, solid: validation
     error) and ``OUTPUT/compare.json``; returns ``{"plot": path, "runs": {model: summary}}``.
@@ -613,8 +491,9 @@ def compare(models: Sequence[str], dataset: str = "digits", *, epochs: int = 30,
     import matplotlib.pyplot as plt
 
     if not models:
-        raise UserError("compare needs at least one model")
-    runs = {m: train(m, dataset, epochs=epochs, output=os.path.join(output, _model_key(m)), **kwargs)
+        raise ConfigError("compare needs at least one model")
+    dataset = recipe.dataset
+    runs = {m: train(dataclasses.replace(recipe, model=m), os.path.join(output, normalize_name(m)), verbose=verbose)
             for m in models}
     fig, ax = plt.subplots(figsize=(7, 5))
     for k, (name, summary) in enumerate(runs.items()):
@@ -633,109 +512,41 @@ def compare(models: Sequence[str], dataset: str = "digits", *, epochs: int = 30,
     fig.tight_layout()
     os.makedirs(output, exist_ok=True)
     plot = os.path.join(output, "compare.png")
-    _save_figure(fig, plot)
+    save_figure(fig, plot)
     result = {"plot": plot, "runs": runs}
-    _atomic_write(os.path.join(output, "compare.json"), json.dumps(result, indent=2) + "\n")
+    atomic_write(os.path.join(output, "compare.json"), json.dumps(result, indent=2) + "\n")
     return result
 
 
 # ---- command line ----------------------------------------------------------------------------------------
 
 
-def _option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+def train_command(args) -> int:
+    """``keras-resnet train``: the arguments are :class:`~keras_resnet.options.Recipe` and ``TrainRun`` fields."""
+    from keras_resnet.options import TrainRun, from_args
 
-
-def parser(prog: str = "keras-resnet train") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, weight decay "
-                    "1e-4, lr ÷10 at 50%% and 75%% of training, pad-crop-flip augmentation).",
-        epilog="""examples:
-  keras-resnet train --model resnet20 --dataset digits --epochs 30 --batch-size 128 --output runs/r20
-  keras-resnet train --model resnet110 --dataset cifar10 --data-dir ~/data --epochs 164 --warmup-epochs 1
-  keras-resnet train --model resnet50 --dataset folder:~/flowers --image-size 96 --schedule cosine
-  keras-resnet train ... --strategy mirrored          # all GPUs of this machine, --batch-size is global
-  TF_CONFIG='{...}' keras-resnet train ... --strategy multiworker   # one process per machine
-
-The output folder receives best.keras, last.keras, history.csv, summary.json, curves.png, logs/ (TensorBoard)
-and backup/. Run the same command again after an interruption to resume after the last completed epoch.
-Datasets: digits (bundled, offline), cifar10, cifar100 (--data-dir: the folder with the official python
-batches), folder:PATH (one sub-folder of images per class). See docs/training.md.""")
-    p.add_argument("--model", default="resnet20", help="a name from `keras-resnet models` (default: resnet20)")
-    p.add_argument("--dataset", default="digits",
-                   help="digits, cifar10, cifar100, or folder:PATH (default: digits)")
-    p.add_argument("--data-dir", help="where the dataset files are (CIFAR python batches; image folder)")
-    p.add_argument("--image-size", type=int, help="resize folder images to this size (default: 32)")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    p.add_argument("--batch-size", type=int, default=128,
-                   help="global batch size, split over replicas (default: 128)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 × batch size / 128)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay on kernels (default: 1e-4)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="step",
-                   help="step: ÷10 at 50%% and 75%% of training; cosine: cosine decay to 0 (default: step)")
-    p.add_argument("--warmup-epochs", type=float, default=0.0,
-                   help="train the first N epochs at lr/10 (He et al.'s ResNet-110 warm-up; default: 0)")
-    p.add_argument("--mixed-precision", action="store_true", help="float16 compute, float32 variables (GPUs)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no pad/crop/flip augmentation")
-    p.add_argument("--seed", type=int, default=0, help="shuffling and augmentation seed (default: 0)")
-    p.add_argument("--limit", type=int, help="train on the first N training images only (quick trials)")
-    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="a builder option, e.g. --option zero_init=true --option shortcut='\"B\"' (repeatable)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                   help="auto: multi-worker if TF_CONFIG lists several tasks, mirrored on several GPUs, else one "
-                        "device; mirrored: all local GPUs; multiworker: one process per machine (TF_CONFIG)")
-    p.add_argument("--output", default=None, help="output folder (default: runs/MODEL-DATASET)")
-    p.add_argument("--qat-epochs", type=int, default=0,
-                   help="afterwards, fine-tune a quantization-aware copy of best.keras for N epochs into "
-                        "OUTPUT/qat.h5 (for `keras-resnet convert`; default: 0, none)")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                   help="0 silent, 1 progress bar, 2 one line per epoch (default: 1)")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end")
-    return p
-
-
-def cli(argv: list[str], prog: str = "keras-resnet train") -> int:
-    args = parser(prog).parse_args(argv)
-    if args.qat_epochs < 0:
-        raise UserError(f"--qat-epochs must be >= 0; got {args.qat_epochs}")
-    output = args.output or os.path.join("runs", f"{_model_key(args.model)}-"
-                                                 f"{data_lib.parse_name(args.dataset, args.data_dir)[0]}")
-    summary = train(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size, output=output,
-                    data_dir=args.data_dir, image_size=args.image_size, lr=args.lr, momentum=args.momentum,
-                    weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                    mixed_precision=args.mixed_precision, augment=args.augment, seed=args.seed, limit=args.limit,
-                    strategy=args.strategy, verbose=args.verbose, builder_options=dict(args.option))
-    if args.qat_epochs:
-        summary["qat"] = _qat(output, args)
-    if args.json:
+    recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
+    output = run.output or default_output(recipe)
+    summary = train(recipe, output, strategy=run.strategy, verbose=run.verbose)
+    if run.qat_epochs:
+        summary["qat"] = _qat(output, recipe, run)
+    if run.json:
         print(json.dumps(summary), flush=True)
     return 0
 
 
-def _qat(output: str, args) -> dict:
+def _qat(output: str, recipe: Recipe, run) -> dict:
     """``--qat-epochs N``: fine-tune a QAT copy of best.keras into OUTPUT/qat.h5 (kept on a rerun)."""
     from keras_resnet import quantize
+    from keras_resnet.options import QATSpec
 
     path = os.path.join(output, "qat.h5")
     if os.path.exists(path):
         print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
         return {"path": path}
-    print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {args.qat_epochs} epochs", flush=True)
-    result = quantize.qat_fine_tune(os.path.join(output, "best.keras"), args.dataset, args.qat_epochs, path,
-                                    data_dir=args.data_dir, verbose=2 if args.verbose else 0)
+    print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs", flush=True)
+    spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs)
+    result = quantize.qat_fine_tune(os.path.join(output, "best.keras"), spec, path, verbose=2 if run.verbose else 0)
     print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}", flush=True)
     return {"path": path, "accuracy": result.accuracy, "float_accuracy": result.float_accuracy,
             "epochs": result.epochs, "seconds": round(result.seconds, 1)}
-
-
-if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""A quiet console for the command line: TensorFlow's C++ start-up lines and known upstream warnings hidden.
+
+TensorFlow prints oneDNN, CUDA-stub and CPU-feature lines from C++ before its logging is configured, so
+``TF_CPP_MIN_LOG_LEVEL`` alone does not hide them: :func:`import_tensorflow` also points the process-level
+stderr (file descriptor 2) at /dev/null while TensorFlow loads. Only the ``keras-resnet`` command calls
+:func:`quiet`; importing keras_resnet as a library changes no logging or warning settings.
+``keras-resnet --verbose ...`` or ``KERAS_RESNET_DEBUG=1`` keeps everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+
+# Upstream warnings that say nothing actionable to a keras-resnet user: (message regex, category, why).
+UPSTREAM_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    (r"You are saving your model as an HDF5 file", UserWarning,
+     "tf_keras: QAT models are .h5 on purpose (its .keras format drops tfmot's variables)"),
+    (r".*`build\(\)` was called on layer", UserWarning, "tfmot wrappers build lazily"),
+    (r".*Skipping variable loading for optimizer", UserWarning, "models load for inference without optimizer"),
+    (r".*Compiled the loaded model, but the compiled metrics", UserWarning, "inference-only loading"),
+    (r".*is deprecated", DeprecationWarning, "TensorFlow/tfmot internals on Python 3.11+"),
+)
+
+
+def debug() -> bool:
+    return bool(os.environ.get("KERAS_RESNET_DEBUG"))
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null inside the block (C/C++ output included), then restore it."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters, some notebook kernels)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def quiet() -> None:
+    """Hide TensorFlow's C++ logs (before it loads) and the :data:`UPSTREAM_WARNINGS` for this process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    for message, category, _ in UPSTREAM_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def import_tensorflow(silenced: bool = True):
+    """Import TensorFlow (and Keras on it) with its start-up lines hidden; returns the module."""
+    if "tensorflow" in sys.modules or not silenced:
+        import tensorflow as tf
+    else:
+        with native_stderr_silenced():
+            import keras  # noqa: F401  (its backend import repeats some of TensorFlow's lines)
+            import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # absl comes with TensorFlow; a TensorFlow without it still works
+        pass
+    return tf

@@ -1,0 +1,373 @@
+"""One definition per option: the dataclasses that are the Python API, and the command line generated from them.
+
+Each field carries its command-line help in ``metadata["cli"]`` (:func:`opt`); :func:`add_arguments` turns a
+dataclass into argparse options and :func:`from_args` back into an instance. Flags that several commands share
+(``--dataset``, ``--data-dir``, ``--output``, ``--force``, ``--unsafe``, ``--json``) are defined once, in
+:data:`SHARED`. Nothing here imports Keras or TensorFlow: ``keras-resnet SUB --help`` is instant.
+
+- :class:`Recipe`: what defines a training run (``keras-resnet train``, :func:`keras_resnet.train.train`).
+- :class:`ConvertSpec`: a TFLite conversion (``keras-resnet convert``, :func:`keras_resnet.convert.convert`).
+- :class:`QATSpec`, :class:`EvalSpec`, :class:`DemoSettings`: ``qat``, ``evaluate`` and ``demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keras_resnet.errors import ConfigError
+from keras_resnet.specs import OPTION_FIELDS, check_choice
+
+DATASET_HELP = ("digits (bundled), fashion-mnist, cifar10, cifar100, or folder:PATH (one sub-folder of images per "
+                "class)")
+SCHEDULES = ("step", "cosine")
+STRATEGIES = ("auto", "mirrored", "multiworker")
+MODES = ("float32", "float16", "dynamic", "int8")
+TARGETS = ("cpu", "gpu", "edgetpu")
+IO_TYPES = ("int8", "uint8", "float32")
+SPLITS = ("train", "val", "test")
+RESIZE = ("stretch", "center_crop")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a dataclass field appears on the command line."""
+
+    help: str
+    flag: str | None = None  # default: --field-name
+    short: str | None = None
+    metavar: str | None = None
+    choices: tuple | None = None
+    parse: Callable[[str], Any] | None = None  # default: the type of the field's default
+    positional: bool = False
+    required: bool = False
+    repeat: bool = False  # may be given several times; the values are collected
+    negate: str | None = None  # for a field that defaults to True: the flag that turns it off
+
+
+def opt(default: Any = None, help: str = "", *, factory: Callable[[], Any] | None = None, **flag: Any) -> Any:
+    """A dataclass field with command-line help (see :class:`Flag`)."""
+    meta = {"cli": Flag(help, **flag)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """``"1,2.5,3"`` → ``(1.0, 2.5, 3.0)`` (finite values only)."""
+    return tuple(_finite(v) for v in text.split(","))
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (``zero_init=true``), else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE; got {text!r}")
+    if key not in OPTION_FIELDS and key != "stem":
+        raise argparse.ArgumentTypeError(f"unknown builder option {key!r}; choose from {', '.join(OPTION_FIELDS)}, stem")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def read_labels(path: str) -> tuple[str, ...]:
+    """Class labels from a text file, one per line (blank lines skipped)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return tuple(line.strip() for line in f if line.strip())
+    except (OSError, UnicodeDecodeError) as error:
+        raise argparse.ArgumentTypeError(f"cannot read labels {path}: {error}") from error
+
+
+SHARED: dict[str, Flag] = {
+    "dataset": Flag(DATASET_HELP),
+    "data_dir": Flag("where the dataset's files are (CIFAR python batches, Fashion-MNIST IDX files, image folder)",
+                     metavar="DIR"),
+    "output": Flag("where to write the result", short="-o"),
+    "force": Flag("overwrite the output if it exists"),
+    "unsafe": Flag("allow model files with layers that run code (Lambda, unknown classes); only for files you trust"),
+    "json": Flag("also print the result as one JSON object on the last line"),
+}
+
+
+def shared(name: str, default: Any = None, **changes: Any) -> Any:
+    """A field using the shared definition of ``--name`` (``changes``: e.g. ``required=True``)."""
+    return field(default=default, metadata={"cli": dataclasses.replace(SHARED[name], **changes)})
+
+
+def _check_finite(owner: str, **values: Any) -> None:
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{owner}: {name.replace('_', ' ')} must be a finite number; got {value!r}")
+
+
+def _check_positive_int(owner: str, **values: Any) -> None:
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{owner}: {name.replace('_', ' ')} must be a positive integer; got {value!r}")
+
+
+# ---- commands' options ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recipe:
+    """The arguments that define a training run (saved in ``summary.json``; a resumed run must match them)."""
+
+    model: str = opt("resnet20", "a name from `keras-resnet models`")
+    dataset: str = shared("dataset", "digits")
+    data_dir: str | None = shared("data_dir")
+    image_size: int | None = opt(None, "resize folder images to this size (default: 32)", parse=_positive_int)
+    epochs: int = opt(30, "training epochs", parse=_positive_int)
+    batch_size: int = opt(128, "global batch size, split over replicas", parse=_positive_int)
+    lr: float | None = opt(None, "peak learning rate (default: 0.1 × batch size / 128)", parse=_finite)
+    momentum: float = opt(0.9, "SGD momentum", parse=_finite)
+    weight_decay: float = opt(1e-4, "L2 weight decay on kernels", parse=_finite)
+    schedule: str = opt("step", "step: lr ÷10 at 50%% and 75%% of training; cosine: cosine decay to 0",
+                        choices=SCHEDULES)
+    warmup_epochs: float = opt(0.0, "train the first N epochs at lr × warm-up factor (He et al.'s ResNet-110 trick)",
+                               parse=_finite)
+    warmup_factor: float = opt(0.1, "the warm-up learning rate as a fraction of the peak", parse=_finite)
+    label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy loss (0: none)", parse=_finite)
+    mixed_precision: bool = opt(False, "float16 compute, float32 variables (GPUs)")
+    augment: bool = opt(True, "no pad/crop/flip augmentation", negate="--no-augment")
+    seed: int = opt(0, "shuffling and augmentation seed", parse=int)
+    limit: int | None = opt(None, "train on the first N training images only (quick trials)", parse=_positive_int)
+    builder_options: dict[str, Any] = opt(help="a builder option, e.g. --option zero_init=true --option "
+                                               "shortcut=B (repeatable)", factory=dict, flag="--option",
+                                          metavar="KEY=VALUE", parse=key_value, repeat=True)
+
+    def __post_init__(self) -> None:
+        _check_positive_int("recipe", epochs=self.epochs, batch_size=self.batch_size, limit=self.limit,
+                            image_size=self.image_size)
+        _check_finite("recipe", lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                      warmup_epochs=self.warmup_epochs, warmup_factor=self.warmup_factor,
+                      label_smoothing=self.label_smoothing)
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive; got {self.lr}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("weight decay must be >= 0 and momentum in [0, 1)")
+        check_choice("schedule", self.schedule, SCHEDULES)
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warm-up epochs must be in [0, epochs); got {self.warmup_epochs}")
+        if not 0 < self.warmup_factor <= 1:
+            raise ConfigError(f"warm-up factor must be in (0, 1]; got {self.warmup_factor}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label smoothing must be in [0, 1); got {self.label_smoothing}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"image size must be at least 8; got {self.image_size}")
+        if not isinstance(self.builder_options, dict):
+            self.builder_options = dict(self.builder_options)
+
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else 0.1 * self.batch_size / 128
+
+
+@dataclass
+class TrainRun:
+    """How a training run is carried out, beyond its :class:`Recipe` (these may change on a resume)."""
+
+    output: str | None = shared("output", help="output folder (default: runs/MODEL-DATASET)")
+    strategy: str = opt("auto", "auto: multi-worker if TF_CONFIG lists several tasks, mirrored on several GPUs, "
+                                "else one device; mirrored: all local GPUs; multiworker: one process per machine "
+                                "(TF_CONFIG)", choices=STRATEGIES)
+    qat_epochs: int = opt(0, "afterwards, fine-tune a quantization-aware copy of best.keras for N epochs into "
+                             "OUTPUT/qat.h5 (for `keras-resnet convert`)", parse=int)
+    verbose: int = opt(1, "0 silent, 1 progress bar, 2 one line per epoch", parse=int, choices=(0, 1, 2))
+    json: bool = shared("json", False)
+
+    def __post_init__(self) -> None:
+        if self.qat_epochs < 0:
+            raise ConfigError(f"--qat-epochs must be >= 0; got {self.qat_epochs}")
+        check_choice("strategy", self.strategy, STRATEGIES)
+
+
+@dataclass
+class ConvertSpec:
+    """A TFLite conversion: what to produce, which data to calibrate and validate on, and the metadata."""
+
+    quantization: str | None = opt(None, "float32, float16, dynamic (int8 weights) or int8 (full integer); "
+                                         "default: by --target, int8 for QAT models", flag="--quantize",
+                                   choices=MODES)
+    target: str = opt("cpu", "cpu, gpu (float16 + GPU delegate report) or edgetpu (full int8, batch 1, integer "
+                             "ops only)", choices=TARGETS)
+    io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu)",
+                              choices=IO_TYPES)
+    calibration_data: str | None = opt(None, "images for int8 PTQ ranges: a dataset name, an .npz with x, or "
+                                             "'random' (latency-only work)")
+    calibration_samples: int = opt(200, "calibration images", parse=_positive_int)
+    validation_data: str | None = opt(None, "held-out images to compare the .tflite with the Keras model "
+                                            "(default: the calibration dataset's val split, else random pixels)")
+    validation_samples: int = opt(200, "validation images", parse=_positive_int)
+    data_dir: str | None = shared("data_dir")
+    min_agreement: float | None = opt(None, "fail below this top-1 agreement with the Keras model, in [0, 1] "
+                                            "(default 0.99 float32/float16, 0.95 dynamic/int8)", parse=_finite)
+    dataset: str | None = shared("dataset", help="take class labels from this dataset for the metadata: "
+                                                 + DATASET_HELP)
+    labels: tuple[str, ...] | None = opt(None, "a text file of class labels, one per line", metavar="FILE",
+                                         parse=read_labels)
+    mean: tuple[float, ...] | None = opt(None, "per-channel pixel mean the model expects subtracted (default 0: "
+                                               "models with a normalization layer take raw pixels)", parse=floats)
+    std: tuple[float, ...] | None = opt(None, "per-channel pixel std (default 1)", parse=floats)
+    resize: str = opt("stretch", "how the runner should fit images to the input size (metadata)", choices=RESIZE)
+    threads: int = opt(2, "interpreter threads for validation and the latency figure", parse=_positive_int)
+    name: str | None = opt(None, "the model name in the metadata (default: the file name)")
+
+    def __post_init__(self) -> None:
+        if self.quantization is not None:
+            check_choice("quantization", self.quantization, MODES)
+        check_choice("target", self.target, TARGETS)
+        if self.io_type is not None:
+            check_choice("I/O type", self.io_type, IO_TYPES)
+        check_choice("resize", self.resize, RESIZE)
+        _check_positive_int("convert", calibration_samples=self.calibration_samples,
+                            validation_samples=self.validation_samples, threads=self.threads)
+        _check_finite("convert", min_agreement=self.min_agreement)
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise ConfigError(f"--min-agreement must be in [0, 1]; got {self.min_agreement}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None:
+                _check_finite("convert", **{f"{name}[{i}]": v for i, v in enumerate(values)})
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ConfigError(f"--std values must be > 0; got {list(self.std)}")
+
+
+@dataclass
+class QATSpec:
+    """Quantization-aware fine-tuning of a trained model (``keras-resnet qat``)."""
+
+    dataset: str = shared("dataset", required=True, help="dataset to fine-tune on: " + DATASET_HELP)
+    data_dir: str | None = shared("data_dir")
+    epochs: int = opt(2, "fine-tuning epochs", parse=int)
+    batch_size: int = opt(64, "batch size", parse=_positive_int)
+    learning_rate: float = opt(1e-3, "SGD learning rate", parse=_finite)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0; got {self.epochs!r}")
+        _check_positive_int("qat", batch_size=self.batch_size)
+        _check_finite("qat", learning_rate=self.learning_rate)
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning rate must be positive; got {self.learning_rate}")
+
+
+@dataclass
+class EvalSpec:
+    """What to evaluate a model on (``keras-resnet evaluate``)."""
+
+    dataset: str = shared("dataset", "digits")
+    data_dir: str | None = shared("data_dir")
+    split: str = opt("test", "dataset split", choices=SPLITS)
+    batch_size: int = opt(128, "batch size", parse=_positive_int)
+    limit: int | None = opt(None, "evaluate the first N images only", parse=_positive_int)
+
+    def __post_init__(self) -> None:
+        check_choice("split", self.split, SPLITS)
+        _check_positive_int("evaluate", batch_size=self.batch_size, limit=self.limit)
+
+
+@dataclass
+class DemoSettings:
+    """``keras-resnet demo``: train, QAT, four TFLite formats and the device runner, on bundled data."""
+
+    model: str = opt("resnet20", "a name from `keras-resnet models`")
+    dataset: str = shared("dataset", "digits")
+    data_dir: str | None = shared("data_dir")
+    epochs: int = opt(15, "float training epochs (cosine schedule, label smoothing 0.1)", parse=_positive_int)
+    qat_epochs: int = opt(1, "QAT fine-tuning epochs", parse=int)
+    batch_size: int = opt(64, "batch size", parse=_positive_int)
+    output: str = shared("output", "demo-output", help="folder for models, table and plots")
+    threads: int = opt(2, "interpreter threads", parse=_positive_int)
+    runs: int = opt(50, "timed runs per latency figure", parse=_positive_int)
+
+    def __post_init__(self) -> None:
+        _check_positive_int("demo", epochs=self.epochs, batch_size=self.batch_size, threads=self.threads,
+                            runs=self.runs)
+        if not isinstance(self.qat_epochs, int) or self.qat_epochs < 0:
+            raise ConfigError(f"--qat-epochs must be >= 0; got {self.qat_epochs!r}")
+
+
+# ---- dataclass <-> argparse --------------------------------------------------------------------------------
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """Add one argparse option per field of ``cls`` that has a :class:`Flag` (``skip``: field names to leave out)."""
+    for f in dataclasses.fields(cls):
+        flag: Flag | None = f.metadata.get("cli")
+        if flag is None or f.name in skip:
+            continue
+        default = _default(f)
+        help_ = flag.help
+        if default not in (None, False, True, {}, ()) and "default" not in help_:
+            help_ += f" (default: {default})"
+        if flag.positional:
+            parser.add_argument(f.name, help=help_, metavar=flag.metavar)
+            continue
+        names = [flag.flag or "--" + f.name.replace("_", "-")] + ([flag.short] if flag.short else [])
+        if isinstance(default, bool):
+            if default:
+                parser.add_argument(flag.negate or f"--no-{f.name.replace('_', '-')}", dest=f.name,
+                                    action="store_false", help=help_)
+            else:
+                parser.add_argument(*names, dest=f.name, action="store_true", help=help_)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_, "metavar": flag.metavar}
+        if flag.choices is not None:
+            kwargs["choices"] = flag.choices
+        kwargs["type"] = flag.parse or (type(default) if default is not None else str)
+        if flag.repeat:
+            kwargs.update(action="append", default=[])
+        elif flag.required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        parser.add_argument(*names, **kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """An instance of ``cls`` from parsed arguments (fields the parser lacks keep their defaults)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        flag = f.metadata.get("cli")
+        if flag is not None and flag.repeat and isinstance(_default(f), dict):
+            value = dict(value)
+        values[f.name] = value
+    return cls(**{**values, **extra})
