@@ -10,6 +10,11 @@ from .metadata import check_model, read_metadata
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, InputSpec, load_image, preprocess
 from .runtime import ModelError, RuntimeUnavailable, open_model, select_runtime
 
-__version__ = "0.1.0"
+try:  # the one version is deploy/setup.cfg's
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("resnet-edge")
+except PackageNotFoundError:  # a copied source tree that was never installed
+    __version__ = "0+unknown"
 __all__ = ["Classifier", "Result", "InputSpec", "ImageError", "ModelError", "RuntimeUnavailable", "DEFAULT_MAX_PIXELS",
            "check_model", "load_image", "open_model", "preprocess", "read_metadata", "select_runtime"]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .metadata import read_metadata
 from .preprocess import (
@@ -75,8 +74,6 @@ class Classifier:
             labels = [str(i) for i in range(classes)]
         self.labels = [str(v) for v in labels]
         self.max_pixels = max_pixels
-        if Image.MAX_IMAGE_PIXELS and max_pixels > Image.MAX_IMAGE_PIXELS:  # let our limit, not Pillow's, decide
-            Image.MAX_IMAGE_PIXELS = max_pixels
         self.batch_size = max(1, batch_size) if spec_in.dynamic_batch else spec_in.shape[0]
         self.workers = max(1, workers or min(4, os.cpu_count() or 1))
 

@@ -8,7 +8,10 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Any
+
+from PIL import Image
 
 from . import __version__
 from .preprocess import DEFAULT_MAX_PIXELS, image_files
@@ -176,6 +179,8 @@ def _usage(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Images above --max-pixels are refused before decoding; Pillow's warning for them adds only noise.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         return {"classify": classify, "benchmark": benchmark, "info": info}[args.command](args)
     except (ModelError, RuntimeUnavailable) as error:

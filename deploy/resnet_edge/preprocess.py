@@ -13,7 +13,6 @@ import math
 import os
 import re
 import struct
-import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Union
 
@@ -25,8 +24,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 RESIZE_MODES = ("stretch", "center_crop")
 CROP_FRACTION = 0.875
 
-# We refuse large images ourselves (max_pixels) before decoding; Pillow's own warning would only add noise.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# We refuse large images ourselves (max_pixels) before decoding. Pillow keeps its own limit too (it refuses above
+# 2 × Image.MAX_IMAGE_PIXELS, ~179 MP, inside Image.open): the effective limit is the smaller of the two. Pillow's
+# settings are process-wide, so the library leaves them alone; the resnet-edge command hides Pillow's warning.
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]
 
