@@ -30,26 +30,44 @@ def debug() -> bool:
     return bool(os.environ.get("KERAS_RESNET_DEBUG"))
 
 
+_QUIET = {"on": False}  # set by quiet(): the command line asked for a quiet console
+
+
 @contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null inside the block (C/C++ output included), then restore it."""
+def _fds_to_devnull(*fds: int) -> Iterator[None]:
     try:
+        sys.stdout.flush()
         sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded interpreters, some notebook kernels)
+        saved = [os.dup(fd) for fd in fds]
+    except (OSError, ValueError):  # no real stdout/stderr (embedded interpreters, some notebook kernels)
         yield
         return
     try:
         with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null inside the block (C/C++ output included), then restore it."""
+    return _fds_to_devnull(2)
+
+
+def native_output_silenced():
+    """In a quiet command (see :func:`quiet`), send file descriptors 1 and 2 to /dev/null inside the block: for
+    library calls that print from C++ (the TFLite converter's ``fully_quantize: ...`` line). A no-op otherwise,
+    so library users keep whatever their process prints."""
+    return _fds_to_devnull(1, 2) if _QUIET["on"] else contextlib.nullcontext()
 
 
 def quiet() -> None:
     """Hide TensorFlow's C++ logs (before it loads) and the :data:`UPSTREAM_WARNINGS` for this process."""
+    _QUIET["on"] = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     for message, category, _ in UPSTREAM_WARNINGS:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from keras_resnet import __version__
+from keras_resnet import __version__, console
 from keras_resnet.errors import ConfigError, DataError, ModelFileError, OutputExistsError, ValidationError
 from keras_resnet.files import atomic_path
 from keras_resnet.metadata import SCHEMA, embed_metadata
@@ -179,7 +179,7 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
 
 def _run(converter, quantization: str) -> bytes:
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), console.native_output_silenced():
             return converter.convert()
     except Exception as error:  # converter errors are long MLIR dumps: keep the first line
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_resnet.errors import ConfigError, OutputError
 from keras_resnet.files import atomic_write, save_figure
+from keras_resnet.model_io import load_model
 from keras_resnet.options import DemoSettings, QATSpec, Recipe
 
 FORMATS = (  # (file stem, quantization, from the QAT model)
@@ -79,12 +80,16 @@ def run(settings: DemoSettings) -> list[dict]:
 
     _stage(3, "converting to TFLite and validating each in resnet-edge against its Keras model")
     t = time.perf_counter()
+    loaded: dict[str, object] = {}  # each model file is loaded once for all its conversions
     for stem, quantization, from_qat in FORMATS:
         path = os.path.join(out, f"{stem}.tflite")
         if os.path.exists(path):
             print(f"  reusing {path}")
             continue
-        report = convert.convert(qat_path if from_qat else float_model, path, quantization=quantization,
+        source = qat_path if from_qat else float_model
+        if source not in loaded:
+            loaded[source] = load_model(source)
+        report = convert.convert(loaded[source], path, name=settings.model, quantization=quantization,
                                  calibration_data=None if from_qat or quantization != "int8" else settings.dataset,
                                  validation_data=settings.dataset, dataset=settings.dataset,
                                  data_dir=settings.data_dir, threads=settings.threads)
