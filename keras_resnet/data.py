@@ -317,13 +317,15 @@ def read_idx(path: str, kind: str, *, image_size: tuple[int, int] | None = (28, 
 
 def _read_idx_stream(f, path: str, kind: str, image_size, max_items: int, max_bytes: int) -> np.ndarray:
     ndim = 3 if kind == "images" else 1
-    header = _read_exactly(f, 4 + 4 * ndim)
+    header = _read_exactly(f, 4)
+    if len(header) == 4:
+        magic = int.from_bytes(header, "big")
+        if magic != IDX_MAGIC[kind]:
+            raise DataError(f"{path}: not an IDX {kind} file (magic 0x{magic:08x}, expected "
+                            f"0x{IDX_MAGIC[kind]:08x}: unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})")
+        header += _read_exactly(f, 4 * ndim)
     if len(header) < 4 + 4 * ndim:
         raise DataError(f"{path}: not an IDX {kind} file (header of {len(header)} bytes, expected {4 + 4 * ndim})")
-    magic = int.from_bytes(header[:4], "big")
-    if magic != IDX_MAGIC[kind]:
-        raise DataError(f"{path}: not an IDX {kind} file (magic 0x{magic:08x}, expected 0x{IDX_MAGIC[kind]:08x}: "
-                        f"unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})")
     dims = tuple(int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     count = dims[0]
     if count > max_items:
