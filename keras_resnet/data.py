@@ -1,7 +1,7 @@
 """Datasets and tf.data input pipelines for training and evaluation.
 
-Every dataset is loaded into memory as ``uint8`` images ``N×H×W×3`` and ``int64`` labels, split into
-``train``/``val``/``test`` with a fixed seed:
+Every dataset is loaded into memory as ``uint8`` images ``N×H×W×C`` (``C`` = 3, or 1 for Fashion-MNIST)
+and ``int64`` labels, split into ``train``/``val``/``test`` with a fixed seed:
 
 ``digits``
     scikit-learn's bundled handwritten digits (1,797 real 8×8 scans, 10 classes), scaled to 0–255,
@@ -12,6 +12,13 @@ Every dataset is loaded into memory as ``uint8`` images ``N×H×W×3`` and ``int
     ``cifar-10-batches-py`` / ``cifar-100-python``, or that folder itself), else from Keras' cache
     ``~/.keras/datasets``, else downloaded through ``keras.datasets``. Validation: 5,000 training images
     (stratified, seeded); test: the official test batch.
+``fashion-mnist`` (also ``fashionmnist``, ``fashion_mnist``)
+    Zalando's Fashion-MNIST: 60,000 training and 10,000 test 28×28 grayscale images of 10 clothing classes,
+    read from the four original IDX files (gzipped or not) in ``data_dir``, else in
+    ``/usr/share/datasets/fashion-mnist`` (Debian: ``apt-get install dataset-fashion-mnist``), else in Keras'
+    cache ``~/.keras/datasets/fashion-mnist``, else downloaded through ``keras.datasets.fashion_mnist``.
+    Zero-padded (2 pixels each side, no resampling) to 32×32×1 so the CIFAR networks apply unchanged.
+    Validation: 5,000 training images (stratified, seeded); test: the official 10,000.
 ``folder:PATH`` (or ``folder`` with ``data_dir=PATH``)
     Images in one sub-folder per class, read with ``keras.utils.image_dataset_from_directory`` and resized
     to ``image_size`` (default 32). If PATH holds ``train/`` (and optionally ``val/`` and ``test/``) those
@@ -26,16 +33,18 @@ from __future__ import annotations
 
 import functools
 import glob
+import gzip
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from keras_resnet.errors import DataError as UserError
+from keras_resnet.errors import ConfigError, DataError
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "folder")
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "fashion-mnist", "folder")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEED = 1234  # the fixed split seed: the same images land in the same split on every machine
 
@@ -43,6 +52,10 @@ Split = Literal["train", "val", "test"]
 
 CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+# Horizontal flips: not for digits (a mirrored 2 is not a 2). Fashion-MNIST keeps them: clothes are (nearly)
+# left-right symmetric, every entry of the dataset's published table at >= 95% (WRN-28-10, WRN40-4,
+# DenseNet-BC, MobileNet) trains with "random crops/horizontal flips", and docs/results.md records the measurement.
+_NO_FLIP = ("digits",)
 _CIFAR = {  # name: (folder, train files, test files, label key, meta file, meta key)
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels",
                 "batches.meta", b"label_names"),
@@ -70,21 +83,28 @@ class DatasetInfo:
     source: str = ""
 
 
+def _squash(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+_KEYS = {_squash(n): n for n in DATASETS}  # fashionmnist, fashion_mnist, Fashion-MNIST -> fashion-mnist
+
+
 def parse_name(name: str, data_dir: str | None = None) -> tuple[str, str | None]:
     """``("folder", PATH)`` for ``folder:PATH``; otherwise the lower-cased known name and ``data_dir``."""
     if not isinstance(name, str) or not name:
-        raise UserError(f"dataset must be a name; choose from {', '.join(DATASETS)} (folder:PATH for images)")
+        raise ConfigError(f"dataset must be a name; choose from {', '.join(DATASETS)} (folder:PATH for images)")
     if name.startswith("folder:"):
         path = name[len("folder:"):]
         if not path:
-            raise UserError("dataset folder:PATH needs a PATH, e.g. folder:/data/flowers")
+            raise ConfigError("dataset folder:PATH needs a PATH, e.g. folder:/data/flowers")
         return "folder", path
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} "
+    key = _KEYS.get(_squash(name))
+    if key is None:
+        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} "
                         f"(folder:PATH for a folder of class sub-folders)")
     if key == "folder" and not data_dir:
-        raise UserError("dataset 'folder' needs --data-dir PATH (a folder with one sub-folder of images per class)")
+        raise ConfigError("dataset 'folder' needs --data-dir PATH (a folder with one sub-folder of images per class)")
     return key, data_dir
 
 
@@ -92,7 +112,7 @@ def load(name: str, split: Split, data_dir: str | None = None, *, image_size: in
          ) -> tuple[np.ndarray, np.ndarray]:
     """Images (``uint8`` N×H×W×3) and integer labels of one split of a dataset."""
     if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     key, path = parse_name(name, data_dir)
     splits, _ = _load_all(key, _norm(path), image_size if key == "folder" else None)
     return splits[split]
@@ -114,6 +134,8 @@ def _load_all(key: str, path: str | None, image_size: int | None):
         splits, labels, source = _digits()
     elif key in _CIFAR:
         splits, labels, source = _cifar(key, path)
+    elif key == "fashion-mnist":
+        splits, labels, source = _fashion_mnist(path)
     else:
         splits, labels, source = _folder(path, image_size or 32)
     for x, y in splits.values():
@@ -126,7 +148,7 @@ def _load_all(key: str, path: str | None, image_size: int | None):
         num_classes=len(labels),
         labels=list(labels),
         image_shape=tuple(int(d) for d in x_train.shape[1:]),
-        flip=key != "digits",
+        flip=key not in _NO_FLIP,
         mean=mean,
         variance=variance,
         sizes={s: int(len(y)) for s, (_, y) in splits.items()},
@@ -208,19 +230,19 @@ def _cifar(key: str, data_dir: str | None):
     folder = _cifar_folder(key, data_dir)
     if folder is None and data_dir is not None:
         if not os.path.isdir(data_dir):
-            raise UserError(f"{key}: data directory {data_dir} does not exist; {_where(key)}")
-        raise UserError(f"{key}: no {_CIFAR[key][0]} files in {data_dir}; {_where(key)}")
+            raise DataError(f"{key}: data directory {data_dir} does not exist; {_where(key)}")
+        raise DataError(f"{key}: no {_CIFAR[key][0]} files in {data_dir}; {_where(key)}")
     if folder is None:  # not cached: let keras.datasets download it, then read its cache
         import keras
 
         try:
             getattr(keras.datasets, key).load_data()
         except Exception as error:  # network errors differ by platform; all mean "could not fetch"
-            raise UserError(f"{key} is not on this machine and could not be downloaded "
-                            f"({error.__class__.__name__}); {_where(key)}") from None
+            raise DataError(f"{key} is not on this machine and could not be downloaded "
+                            f"({error.__class__.__name__}); {_where(key)}") from error
         folder = _cifar_folder(key, None)
         if folder is None:
-            raise UserError(f"{key}: downloaded, but no {_CIFAR[key][0]} in ~/.keras/datasets; {_where(key)}")
+            raise DataError(f"{key}: downloaded, but no {_CIFAR[key][0]} in ~/.keras/datasets; {_where(key)}")
     _, train_files, test_files, label_key, meta_file, meta_key = _CIFAR[key]
 
     def read(files):
@@ -234,8 +256,8 @@ def _cifar(key: str, data_dir: str | None):
                 xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
                 ys.append(np.asarray(batch[label_key], dtype=np.int64))
             except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-                raise UserError(f"{key}: cannot read {path} as a CIFAR python batch "
-                                f"({error.__class__.__name__}: {error})") from None
+                raise DataError(f"{key}: cannot read {path} as a CIFAR python batch "
+                                f"({error.__class__.__name__}: {error})") from error
         return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
 
     x, y = read(train_files)
@@ -253,6 +275,160 @@ def _cifar(key: str, data_dir: str | None):
     return splits, labels, folder
 
 
+# ---- Fashion-MNIST (IDX files) ---------------------------------------------------------------------------
+
+FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                        "Ankle boot"]
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist package
+FASHION_MNIST_FILES = {  # part: (file stem, IDX kind)
+    "train_images": ("train-images-idx3-ubyte", "images"),
+    "train_labels": ("train-labels-idx1-ubyte", "labels"),
+    "test_images": ("t10k-images-idx3-ubyte", "images"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "labels"),
+}
+FASHION_MNIST_PAD = 2  # 28×28 -> 32×32: zero border (the images' own background is 0), no resampling
+
+IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # dtype byte 0x08 (unsigned byte), 3 or 1 dims
+IDX_MAX_ITEMS = 1_000_000  # hard caps checked against the header BEFORE anything is allocated or decompressed
+IDX_MAX_BYTES = 256 * 2**20  # the largest real file (60,000 × 28 × 28) is 47 MB
+IDX_MAX_SIDE = 1024
+_CHUNK = 2**20
+
+
+def read_idx(path: str, kind: str, *, image_size: tuple[int, int] | None = (28, 28), max_items: int = IDX_MAX_ITEMS,
+             max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
+    """A ``uint8`` array from an IDX file (gzipped or not): ``N×H×W`` for ``kind="images"``, ``N`` for labels.
+
+    The header is checked before anything is allocated: magic ``0x00000803`` / ``0x00000801`` (unsigned bytes,
+    3 / 1 dimensions), ``image_size`` (``None``: any size up to ``IDX_MAX_SIDE``), and the declared size against
+    ``max_items``/``max_bytes``. The body is then read (decompressed) in bounded chunks up to declared size + 1
+    byte, so a truncated file, trailing data or a gzip bomb is a :class:`DataError`, never a big allocation.
+    """
+    if kind not in IDX_MAGIC:
+        raise ConfigError(f"IDX kind must be 'images' or 'labels'; got {kind!r}")
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            return _read_idx_stream(f, path, kind, image_size, max_items, max_bytes)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"cannot read {path} as an IDX file ({error.__class__.__name__}: {error})") from error
+
+
+def _read_idx_stream(f, path: str, kind: str, image_size, max_items: int, max_bytes: int) -> np.ndarray:
+    ndim = 3 if kind == "images" else 1
+    header = _read_exactly(f, 4)
+    if len(header) == 4:
+        magic = int.from_bytes(header, "big")
+        if magic != IDX_MAGIC[kind]:
+            raise DataError(f"{path}: not an IDX {kind} file (magic 0x{magic:08x}, expected "
+                            f"0x{IDX_MAGIC[kind]:08x}: unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})")
+        header += _read_exactly(f, 4 * ndim)
+    if len(header) < 4 + 4 * ndim:
+        raise DataError(f"{path}: not an IDX {kind} file (header of {len(header)} bytes, expected {4 + 4 * ndim})")
+    dims = tuple(int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    count = dims[0]
+    if count > max_items:
+        raise DataError(f"{path}: header declares {count:,} {kind}, more than the limit of {max_items:,}")
+    if kind == "images":
+        side = dims[1:]
+        if image_size is not None and side != tuple(image_size):
+            raise DataError(f"{path}: images are {side[0]}×{side[1]}, expected {image_size[0]}×{image_size[1]}")
+        if min(side) < 1 or max(side) > IDX_MAX_SIDE:
+            raise DataError(f"{path}: image size {side[0]}×{side[1]} is out of range (1..{IDX_MAX_SIDE})")
+    size = int(np.prod(dims, dtype=np.int64))
+    if size > max_bytes:
+        raise DataError(f"{path}: header declares {size:,} bytes of data, more than the limit of {max_bytes:,}")
+    body = _read_exactly(f, size + 1)  # one byte more than declared: tells trailing data from the exact size
+    if len(body) != size:
+        what = "truncated" if len(body) < size else "longer than its header says"
+        raise DataError(f"{path}: {what} (header: {count:,} {kind} = {size:,} bytes of data; the file has "
+                        f"{'only ' + format(len(body), ',') if len(body) < size else 'more'})")
+    return np.frombuffer(bytes(body), dtype=np.uint8).reshape(dims)
+
+
+def _read_exactly(f, n: int) -> bytearray:
+    """At most ``n`` bytes, read (and, for gzip, decompressed) ``_CHUNK`` at a time; fewer at end of file."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = f.read(min(_CHUNK, n - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _fashion_mnist_files(folder: str) -> dict[str, str] | None:
+    """The four IDX files in ``folder`` (``.gz`` preferred over raw), or ``None`` if one is missing."""
+    found = {}
+    for part, (stem, _) in FASHION_MNIST_FILES.items():
+        path = next((os.path.join(folder, stem + ext) for ext in (".gz", "") if
+                     os.path.isfile(os.path.join(folder, stem + ext))), None)
+        if path is None:
+            return None
+        found[part] = path
+    return found
+
+
+def _fashion_mnist_where() -> str:
+    names = ", ".join(stem + ".gz" for stem, _ in FASHION_MNIST_FILES.values())
+    return (f"install it with `apt-get install dataset-fashion-mnist` (files in {FASHION_MNIST_DIR}), or pass "
+            f"--data-dir DIR where DIR holds {names} (gzipped or not)")
+
+
+def _fashion_mnist_locate(data_dir: str | None) -> dict[str, str]:
+    if data_dir is not None:
+        for folder in (data_dir, os.path.join(data_dir, "fashion-mnist")):
+            files = _fashion_mnist_files(folder)
+            if files:
+                return files
+        if not os.path.isdir(data_dir):
+            raise DataError(f"fashion-mnist: data directory {data_dir} does not exist; {_fashion_mnist_where()}")
+        raise DataError(f"fashion-mnist: no Fashion-MNIST IDX files in {data_dir}; {_fashion_mnist_where()}")
+    cache = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "datasets", "fashion-mnist")
+    for folder in (FASHION_MNIST_DIR, cache):
+        files = _fashion_mnist_files(folder)
+        if files:
+            return files
+    import keras
+
+    try:  # not installed, not cached: keras.datasets downloads the same four .gz files into its cache
+        keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # network errors differ by platform; all mean "could not fetch"
+        raise DataError(f"fashion-mnist is not on this machine and could not be downloaded "
+                        f"({error.__class__.__name__}); {_fashion_mnist_where()}") from error
+    files = _fashion_mnist_files(cache)
+    if files is None:
+        raise DataError(f"fashion-mnist: downloaded, but the IDX files are not in {cache}; {_fashion_mnist_where()}")
+    return files
+
+
+def _fashion_mnist(data_dir: str | None):
+    files = _fashion_mnist_locate(data_dir)
+    parts = {part: read_idx(path, FASHION_MNIST_FILES[part][1]) for part, path in files.items()}
+    for split in ("train", "test"):
+        images, labels = parts[f"{split}_images"], parts[f"{split}_labels"]
+        if len(images) != len(labels):
+            raise DataError(f"fashion-mnist: {files[split + '_images']} holds {len(images):,} images but "
+                            f"{files[split + '_labels']} {len(labels):,} labels")
+        if len(labels) and labels.max() >= len(FASHION_MNIST_LABELS):
+            raise DataError(f"fashion-mnist: {files[split + '_labels']} has label {int(labels.max())}; "
+                            f"expected 0..{len(FASHION_MNIST_LABELS) - 1}")
+    if len(parts["train_labels"]) < 2 * len(FASHION_MNIST_LABELS) or not len(parts["test_labels"]):
+        raise DataError(f"fashion-mnist: too few images ({len(parts['train_labels'])} train, "
+                        f"{len(parts['test_labels'])} test) in {os.path.dirname(files['train_images'])}")
+
+    def prepare(images):
+        p = FASHION_MNIST_PAD
+        return np.ascontiguousarray(np.pad(images, ((0, 0), (p, p), (p, p)))[..., None])
+
+    x, y = prepare(parts["train_images"]), parts["train_labels"].astype(np.int64)
+    keep, val = stratified_split(y, 5000 / 60000)  # 500 per class of the official 60,000
+    splits = {"train": (x[keep], y[keep]), "val": (x[val], y[val]),
+              "test": (prepare(parts["test_images"]), parts["test_labels"].astype(np.int64))}
+    return splits, list(FASHION_MNIST_LABELS), os.path.dirname(files["train_images"])
+
+
 # ---- image folders ---------------------------------------------------------------------------------------
 
 _SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
@@ -262,7 +438,7 @@ def _folder(path: str | None, size: int):
     import keras
 
     if not path or not os.path.isdir(path):
-        raise UserError(f"image folder {path} does not exist; expected PATH/CLASS_NAME/*.jpg|png|bmp|gif")
+        raise DataError(f"image folder {path} does not exist; expected PATH/CLASS_NAME/*.jpg|png|bmp|gif")
     subdirs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     named = {split: next((os.path.join(path, d) for d in dirs if d in subdirs), None)
              for split, dirs in _SPLIT_DIRS.items()}
@@ -275,22 +451,22 @@ def _folder(path: str | None, size: int):
                 batch_size=None, image_size=(size, size), shuffle=False, verbose=False)
         except ValueError as error:
             if "No images found" in str(error):
-                raise UserError(f"image folder {directory} holds no images (.jpg, .png, .bmp, .gif) in class "
-                                f"sub-folders") from None
-            raise UserError(f"image folder {directory}: {error}".splitlines()[0]) from None
+                raise DataError(f"image folder {directory} holds no images (.jpg, .png, .bmp, .gif) in class "
+                                f"sub-folders") from error
+            raise DataError(f"image folder {directory}: {error}".splitlines()[0]) from error
         names = list(ds.class_names)
         xs, ys = [], []
         for image, label in ds.batch(256).as_numpy_iterator():
             xs.append(np.clip(np.round(image), 0, 255).astype(np.uint8))
             ys.append(label.astype(np.int64))
         if not xs:
-            raise UserError(f"image folder {directory} holds no images (jpeg, png, bmp, gif) in class sub-folders")
+            raise DataError(f"image folder {directory} holds no images (jpeg, png, bmp, gif) in class sub-folders")
         return np.concatenate(xs), np.concatenate(ys), names
 
     if not layout:
         x, y, names = read(path)
         if len(names) < 2:
-            raise UserError(f"image folder {path} needs at least 2 class sub-folders; found {names}")
+            raise DataError(f"image folder {path} needs at least 2 class sub-folders; found {names}")
         return _three_way(x, y), names, path
     x, y, names = read(named["train"])
     splits = {}

@@ -1,4 +1,6 @@
-"""Datasets (digits, CIFAR in the official format, image folders) and the tf.data pipelines."""
+"""Datasets (digits, CIFAR in the official format, image folders) and the tf.data pipelines.
+
+Fashion-MNIST (IDX files) has its own tests in test_fashion_mnist.py."""
 
 from __future__ import annotations
 
@@ -7,11 +9,11 @@ import pytest
 from training_helpers import write_cifar10, write_cifar100, write_image_folder
 
 from keras_resnet import data
-from keras_resnet.errors import UserError
+from keras_resnet.errors import ConfigError, DataError, Error
 
 
 def test_registry_and_info_fields():
-    assert {"digits", "cifar10", "cifar100", "folder"} <= set(data.DATASETS)
+    assert {"digits", "cifar10", "cifar100", "fashion-mnist", "folder"} <= set(data.DATASETS)
     info = data.info("digits")
     assert (info.name, info.num_classes, info.image_shape, info.flip) == ("digits", 10, (32, 32, 3), False)
     assert info.labels == [str(i) for i in range(10)]
@@ -63,25 +65,39 @@ def test_cifar100_official_format(tmp_path):
 
 
 def test_cifar_missing_files_say_where_to_put_them(tmp_path):
-    with pytest.raises(UserError, match="cifar-10-batches-py.*--data-dir|--data-dir.*cifar-10-batches-py"):
+    with pytest.raises(DataError, match="cifar-10-batches-py.*--data-dir|--data-dir.*cifar-10-batches-py"):
         data.load("cifar10", "train", str(tmp_path))
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         data.info("cifar100", str(tmp_path / "nowhere"))
     broken = tmp_path / "b" / "cifar-10-batches-py"
     broken.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (broken / name).write_bytes(b"not a pickle")
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(DataError, match="cannot read"):
         data.load("cifar10", "train", str(tmp_path / "b"))
 
 
 def test_unknown_names():
-    with pytest.raises(UserError, match="unknown dataset 'mnist'.*digits"):
+    with pytest.raises(ConfigError, match="unknown dataset 'mnist'.*digits.*fashion-mnist"):
         data.load("mnist", "train")
-    with pytest.raises(UserError, match="unknown split"):
+    with pytest.raises(ConfigError, match="unknown split"):
         data.load("digits", "training")
-    with pytest.raises(UserError, match="--data-dir"):
+    with pytest.raises(ConfigError, match="--data-dir"):
         data.info("folder")
+    for alias in ("fashion-mnist", "fashionmnist", "fashion_mnist", "Fashion-MNIST"):
+        assert data.parse_name(alias) == ("fashion-mnist", None)
+    assert data.parse_name("CIFAR-10", "/d") == ("cifar10", "/d")
+
+
+def test_errors_are_typed_and_keep_their_cause(tmp_path):
+    broken = tmp_path / "cifar-10-batches-py"
+    broken.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (broken / name).write_bytes(b"not a pickle")
+    with pytest.raises(DataError) as caught:
+        data.load("cifar10", "train", str(tmp_path))
+    assert isinstance(caught.value.__cause__, Exception)  # `from error`, not `from None`
+    assert isinstance(caught.value, Error) and isinstance(caught.value, ValueError)
 
 
 def test_image_folder_flat_and_split_layouts(tmp_path):
@@ -102,9 +118,9 @@ def test_image_folder_flat_and_split_layouts(tmp_path):
 
     (tmp_path / "empty" / "a").mkdir(parents=True)
     (tmp_path / "empty" / "b").mkdir(parents=True)
-    with pytest.raises(UserError, match="no images|No images"):
+    with pytest.raises(DataError, match="no images|No images"):
         data.load(f"folder:{tmp_path / 'empty'}", "train")
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}", "train")
 
 
