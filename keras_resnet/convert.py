@@ -121,7 +121,13 @@ def _trace(model, batch: int | None, workdir: str):
     spec = _input_spec(model, batch)
     if type(model).__module__.startswith("tf_keras"):
         function = tf.function(lambda image: model(image, training=False))
-        return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(spec)], model)
+        # The converter saves its second argument as a SavedModel. Given the tf_keras model itself it traces every
+        # layer's call for the SavedModel (ResNet-20 QAT: 95 of 133 s); a bare module holding the function and the
+        # variables it reads converts to the identical flatbuffer in a sixth of the time.
+        holder = tf.Module()
+        holder.weights = list(model.variables)
+        holder.serve = function
+        return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(spec)], holder)
     import keras
 
     archive = keras.export.ExportArchive()
