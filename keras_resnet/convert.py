@@ -322,7 +322,7 @@ def build_metadata(model, name: str, quantization: str, labels: list[str] | None
         "schema": SCHEMA,
         "model": name,
         "labels": list(labels) if labels is not None else [str(i) for i in range(classes)],
-        "input": {"height": height, "width": width, "channels": channels, "layout": "NHWC", "color": "RGB",
+        "input": {"height": height, "width": width, "channels": channels, "layout": "NHWC", "color": "GRAY" if channels == 1 else "RGB",
                   "mean": list(mean) if mean is not None else [0.0] * channels,
                   "std": list(std) if std is not None else [1.0] * channels, "resize": resize},
         "normalization_in_model": inside,
