@@ -26,6 +26,7 @@ from keras_resnet.options import (
     Recipe,
     TrainRun,
     add_arguments,
+    from_args,
 )
 from keras_resnet.specs import MODELS, VARIANTS
 
@@ -104,6 +105,7 @@ class Command:
     arguments: Arguments
     run: str  # "module:function", called with the parsed arguments
     tensorflow: bool = True  # import TensorFlow (quietly) before running
+    specs: tuple[type, ...] = ()  # option dataclasses built (and so validated) before TensorFlow loads
     description: str = ""
     epilog: str = ""
 
@@ -113,25 +115,25 @@ COMMANDS: dict[str, Command] = {
                       "keras_resnet.cli:models_command", tensorflow=False),
     "summary": Command("build a model by name and print its summary", _summary_arguments,
                        "keras_resnet.build:summary_command"),
-    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.train:train_command",
+    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.train:train_command", specs=(Recipe, TrainRun),
                      description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, "
                                  "weight decay 1e-4, lr ÷10 at 50% and 75% of training, pad-crop-flip augmentation).",
                      epilog=TRAIN_EPILOG),
     "evaluate": Command("evaluate a .keras or .tflite model on a dataset", _evaluate_arguments,
-                        "keras_resnet.evaluate:evaluate_command",
+                        "keras_resnet.evaluate:evaluate_command", specs=(EvalSpec,),
                         description="Evaluate a trained model on a dataset split: top-1, top-5 (more than 5 "
                                     "classes), loss and per-class accuracy. .tflite files run in resnet-edge, the "
                                     "device runner."),
     "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
-                   "keras_resnet.quantize:qat_command",
+                   "keras_resnet.quantize:qat_command", specs=(QATSpec,),
                    description="Quantization-aware fine-tuning: quantize a trained .keras model with tfmot's 8-bit "
                                "scheme (on a tf_keras twin), fine-tune it and save it (.h5)."),
     "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
-                       "keras_resnet.convert:convert_command",
+                       "keras_resnet.convert:convert_command", specs=(ConvertSpec,),
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
                                    "resnet-edge (the device runner) against the Keras model before it is written."),
     "demo": Command("train, quantize, convert and benchmark ResNet-20 on bundled data", _demo_arguments,
-                    "keras_resnet.demo:demo_command",
+                    "keras_resnet.demo:demo_command", specs=(DemoSettings,),
                     description="The whole story offline: train, QAT, four TFLite formats, the device runner's "
                                 "accuracy and latency table and plots."),
 }
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if not logs:
         console.quiet()
     try:
+        for spec in command.specs:
+            from_args(spec, args)
         if command.tensorflow:
             console.import_tensorflow(silenced=not logs)
         module_name, function = command.run.split(":")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keras_resnet.errors import ConfigError
-from keras_resnet.specs import OPTION_FIELDS, check_choice
+from keras_resnet.specs import OPTION_FIELDS, BlockOptions, check_choice
 
 DATASET_HELP = ("digits (bundled), fashion-mnist, cifar10, cifar100, or folder:PATH (one sub-folder of images per "
                 "class)")
@@ -188,6 +188,10 @@ class Recipe:
             raise ConfigError(f"image size must be at least 8; got {self.image_size}")
         if not isinstance(self.builder_options, dict):
             self.builder_options = dict(self.builder_options)
+        unknown = sorted(set(self.builder_options) - {*OPTION_FIELDS, "stem"})
+        if unknown:
+            raise ConfigError(f"unknown builder option(s) {unknown}; choose from {', '.join(OPTION_FIELDS)}, stem")
+        BlockOptions(**{k: v for k, v in self.builder_options.items() if k != "stem"})  # types and ranges, early
 
     def base_lr(self) -> float:
         return self.lr if self.lr is not None else 0.1 * self.batch_size / 128
