@@ -1,0 +1,92 @@
+"""Each workaround in keras_resnet.compat is for an upstream problem that still exists in the installed versions.
+
+When one of these tests fails, upstream has fixed (or moved) what compat.py works around: check the fix, then
+delete the workaround and its test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import pytest
+
+from keras_resnet import compat
+from keras_resnet.errors import ConfigError
+
+
+def _activation_chain(layers: int):
+    import keras
+
+    inputs = keras.Input((4,))
+    x = inputs
+    for _ in range(layers):
+        x = keras.layers.Activation("linear")(x)
+    return keras.Model(inputs, x)
+
+
+@pytest.mark.slow  # building 2 × 1,200 layers: ~10 s on two cores
+def test_keras_walks_a_functional_graph_recursively():
+    """keras/src/ops/function.py recurses once per layer: a 1,200-layer chain fails under the default limit."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # Python's default
+    try:
+        with pytest.raises(RecursionError):
+            _activation_chain(1200)
+        with compat.recursion_limit(compat.recursion_limit_for(1200)):
+            assert sys.getrecursionlimit() >= 3 * 1200
+            model = _activation_chain(1200)
+        assert sys.getrecursionlimit() == 1000  # restored
+    finally:
+        sys.setrecursionlimit(previous)
+    assert len(model.layers) == 1201
+
+
+def test_recursion_limit_only_raises_and_restores():
+    previous = sys.getrecursionlimit()
+    with compat.recursion_limit(10):  # never lowers
+        assert sys.getrecursionlimit() == previous
+    with pytest.raises(KeyError), compat.recursion_limit(previous + 500):
+        assert sys.getrecursionlimit() == previous + 500
+        raise KeyError("restored on errors too")
+    assert sys.getrecursionlimit() == previous
+
+
+def test_keras_trainer_still_has_the_multiworker_patch_targets():
+    """Keras 3.15's TF trainer reduces per-step metrics with reduce_per_replica (patched for multi-worker)."""
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    assert callable(tf_trainer.reduce_per_replica)
+    assert list(inspect.signature(tf_trainer.reduce_per_replica).parameters) == ["values", "strategy", "reduction"]
+    assert callable(getattr(keras.Model, "_maybe_symbolic_build", None))  # patched per model
+    compat.check_multiworker_support()  # the installed Keras is one the patches were checked against
+
+
+def test_multiworker_refuses_other_keras_versions(monkeypatch):
+    monkeypatch.setattr(compat, "version_of", lambda name: "3.99.0")
+    with pytest.raises(ConfigError, match="keras 3.15.x .* installed: keras 3.99.0"):
+        compat.check_multiworker_support()
+
+
+@pytest.mark.slow
+def test_tfmot_moving_average_quantize_has_a_fixed_decay_and_no_calibration_api():
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    assert "ema_decay" in inspect.signature(quant_ops.MovingAvgQuantize).parameters
+    keras_api = tfmot.quantization.keras
+    names = [name for module in (keras_api, keras_api.quantizers) for name in dir(module)]
+    assert not [name for name in names if "calib" in name.lower()], "tfmot has a calibration API now"
+    original = quant_ops.MovingAvgQuantize
+    with compat.cumulative_range_averaging() as next_batch:  # the installed tfmot is the pinned one
+        assert quant_ops.MovingAvgQuantize is not original  # the averaging wrapper, for calibration only
+        next_batch()
+    assert quant_ops.MovingAvgQuantize is original
+
+
+def test_calibration_refuses_other_tfmot_versions(monkeypatch):
+    monkeypatch.setattr(compat, "version_of", lambda name: "0.9.0")
+    with pytest.raises(ConfigError, match="tensorflow-model-optimization 0.8.x; installed: 0.9.0"):
+        with compat.cumulative_range_averaging():
+            pass
