@@ -1,4 +1,5 @@
-"""Conversion to .tflite: modes, targets, validation, metadata, safety (atomic, no overwrite, clear errors)."""
+"""Conversion to .tflite: modes, targets, validation in resnet-edge, metadata, safety (atomic, no overwrite, clear
+errors). Every test converts: the whole module is in the slow tier."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
+pytest.importorskip("resnet_edge")
 
 from keras_resnet import convert as C  # noqa: E402
 from keras_resnet.cli import main  # noqa: E402
-from keras_resnet.errors import UserError  # noqa: E402
+from keras_resnet.errors import ConfigError, ValidationError  # noqa: E402
+from keras_resnet.model_io import load_model  # noqa: E402
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +51,7 @@ def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
     assert ptq.float_ops == [] and ptq.io_type == "uint8" and "PAD" in ptq.ops
     real = C.op_summary
     monkeypatch.setattr(C, "op_summary", lambda content: (real(content)[0], ["CONV_2D#3"]))
-    with pytest.raises(UserError, match="not fully integer: 1 ops would stay float.*CONV_2D#3"):
+    with pytest.raises(ValidationError, match="not fully integer: 1 ops would stay float.*CONV_2D#3"):
         C.convert(digits_model, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
                   calibration_samples=32, validation_samples=16)
     assert not (tmp_path / "tpu.tflite").exists()
@@ -56,14 +61,16 @@ def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
     tpu = C.convert(plain, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
                     calibration_samples=32, validation_samples=32, min_agreement=0.8)
     assert tpu.quantization == "int8" and tpu.io_type == "uint8" and tpu.float_ops == []
-    details = C.TFLiteModel(str(tmp_path / "tpu.tflite")).input
-    assert list(details["shape"]) == [1, 32, 32, 3] and details["dtype"] == np.uint8
+    from resnet_edge import Classifier
+
+    details = Classifier(str(tmp_path / "tpu.tflite"), warn=lambda message: None).engine.input
+    assert list(details.shape) == [1, 32, 32, 3] and details.dtype == "uint8"
 
 
 def test_qat_model_converts_without_calibration(tmp_path, digits_model):
     from keras_resnet import quantize as Q
 
-    qat = Q.quantize_model(Q.load_model(digits_model))
+    qat = Q.quantize_model(load_model(digits_model))
     from keras_resnet import data
 
     x, _ = data.load("digits", "train")
@@ -72,12 +79,13 @@ def test_qat_model_converts_without_calibration(tmp_path, digits_model):
     assert main(["convert", path, "-o", str(tmp_path / "qat.tflite"), "--target", "edgetpu", "--io-type", "int8",
                  "--validation-data", "digits", "--validation-samples", "64"]) == 0
     assert C.op_summary((tmp_path / "qat.tflite").read_bytes())[1] == []
-    with pytest.raises(UserError, match="int8 only"):
+    with pytest.raises(ConfigError, match="int8 only"):
         C.convert(path, str(tmp_path / "f16.tflite"), quantization="float16")
 
 
 def test_metadata_is_embedded(digits_model, tmp_path):
-    metadata = pytest.importorskip("keras_resnet.metadata")
+    from keras_resnet import metadata
+
     out = tmp_path / "m.tflite"
     report = C.convert(digits_model, str(out), dataset="digits", validation_samples=16)
     assert report.metadata
@@ -89,7 +97,7 @@ def test_metadata_is_embedded(digits_model, tmp_path):
 def test_metadata_dict_follows_the_contract(digits_model):
     from keras_resnet import quantize as Q
 
-    model = Q.load_model(digits_model)
+    model = load_model(digits_model)
     meta = C.build_metadata(model, "resnet20", "int8", None)
     assert meta["schema"] == "keras_resnet.metadata/1" and meta["labels"] == [str(i) for i in range(10)]
     assert meta["input"]["height"] == 32 and meta["input"]["layout"] == "NHWC"
@@ -100,7 +108,7 @@ def test_metadata_dict_follows_the_contract(digits_model):
                                rtol=1e-4)
 
 
-def test_errors_leave_nothing_behind(digits_model, tmp_path, capsys):
+def test_errors_leave_nothing_behind(digits_model, tmp_path, capsys, monkeypatch):
     out = tmp_path / "o.tflite"
 
     def run(*args):
@@ -113,8 +121,9 @@ def test_errors_leave_nothing_behind(digits_model, tmp_path, capsys):
     corrupt.write_bytes(b"PK\x03\x04garbage")
     code, err = run(str(corrupt), "-o", str(out))
     assert code == 2 and err.count("\n") == 1
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit:
         main(["convert", digits_model, "-o", str(out), "--quantize", "int4"])
+    assert exit.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
     code, err = run(digits_model, "-o", str(out), "--quantize", "int8")
     assert code == 2 and "calibration" in err
     small = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(4, 3),
@@ -124,7 +133,13 @@ def test_errors_leave_nothing_behind(digits_model, tmp_path, capsys):
                     "digits")
     assert code == 2 and "32×32×3" in err and "64×64×3" in err
     code, err = run(digits_model, "-o", str(out), "--min-agreement", "1.01", "--validation-samples", "8")
-    assert code == 2 and "agreement" in err
+    assert code == 2 and "--min-agreement must be in [0, 1]; got 1.01" in err and err.count("\n") == 1
+    real = C.compare  # a conversion the device runner disagrees with: refused after validation, nothing written
+    monkeypatch.setattr(C, "compare", lambda *args, **kwargs: {**real(*args, **kwargs), "agreement": 0.5})
+    code, err = run(digits_model, "-o", str(out), "--validation-samples", "8")
+    assert code == 2 and "agreement with the Keras model is 0.5000" in err and "nothing written" in err
+    assert err.count("\n") == 1
+    monkeypatch.undo()
     assert not out.exists()
     out.write_bytes(b"keep me")
     code, err = run(digits_model, "-o", str(out), "--validation-samples", "8")
@@ -148,13 +163,15 @@ def test_lambda_models_are_refused_unless_unsafe(tmp_path, capsys):
 
 
 def test_evaluate_accepts_tflite(digits_model, tmp_path):
-    evaluate = pytest.importorskip("keras_resnet.evaluate")
-    if ".tflite" not in evaluate.LOADERS:
-        pytest.skip("evaluate has no .tflite loader registered")
+    from keras_resnet import evaluate
+
     out = tmp_path / "e.tflite"
     C.convert(digits_model, str(out), quantization="float16", validation_samples=16)
     predictor = evaluate.load_predictor(str(out))
+    assert (predictor.format, predictor.input_shape) == ("tflite", (32, 32, 3))
     from keras_resnet import data
 
     x, y = data.load("digits", "test")
     assert np.mean(predictor.predict(x[:100]).argmax(-1) == y[:100]) > 0.85
+    result = evaluate.evaluate(str(out), dataset="digits", limit=100)  # resnet-edge, as on a device
+    assert result["format"] == "tflite" and result["images"] == 100 and result["accuracy"] > 0.85

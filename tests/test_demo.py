@@ -3,9 +3,11 @@
 import json
 import subprocess
 
+import pytest
 from training_helpers import ENV, command
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_reruns_without_cleanup(tmp_path):
     # 10 epochs: after 3 the net is barely trained, its top-2 scores nearly tie and int8 PTQ flips enough
     # of them (agreement 0.72) that the conversion's validation rightly refuses the file.

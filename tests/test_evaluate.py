@@ -9,7 +9,7 @@ import pytest
 from training_helpers import run
 
 from keras_resnet import data, evaluate
-from keras_resnet.errors import UserError
+from keras_resnet.errors import DataError, ModelFileError
 
 
 def test_metrics_from_probabilities():
@@ -23,19 +23,22 @@ def test_metrics_from_probabilities():
     logits = np.log(p[:3, :3])
     assert evaluate.metrics(logits - 5, y[:3])["accuracy"] == pytest.approx(2 / 3)  # logits get a softmax
     assert "top5_accuracy" not in evaluate.metrics(p[:3, :3], y[:3])
-    with pytest.raises(UserError, match="wrong dataset"):
+    with pytest.raises(DataError, match="wrong dataset"):
         evaluate.metrics(p[:, :3], y)
 
 
 def test_loaders_are_chosen_by_extension(tmp_path):
-    assert ".keras" in evaluate.LOADERS
-    with pytest.raises(UserError, match="must end in"):
+    assert set(evaluate.LOADERS) == {".keras", ".tflite"}
+    with pytest.raises(ModelFileError, match="must end in .keras, .tflite"):
         evaluate.load_predictor(str(tmp_path / "model.onnx"))
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(ModelFileError, match="does not exist"):
         evaluate.load_predictor(str(tmp_path / "model.keras"))
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="cannot load"):
+    with pytest.raises(ModelFileError, match="not a readable .keras archive"):
         evaluate.load_predictor(str(tmp_path / "bad.keras"))
+    (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(ModelFileError, match="cannot load .*bad.tflite as a TFLite model"):
+        evaluate.load_predictor(str(tmp_path / "bad.tflite"))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def model_file(tmp_path_factory):
 
 def test_evaluate_keras_file_matches_the_model(model_file):
     model, path = model_file
-    result = evaluate.evaluate(path, "digits", "val")
+    result = evaluate.evaluate(path, dataset="digits", split="val")
     x, y = data.load("digits", "val")
     expected = evaluate.metrics(model.predict(x.astype("float32"), verbose=0), y)
     assert result["images"] == len(y) and result["accuracy"] == pytest.approx(expected["accuracy"])
@@ -58,6 +61,7 @@ def test_evaluate_keras_file_matches_the_model(model_file):
     assert result["format"] == "keras" and result["split"] == "val"
 
 
+@pytest.mark.slow  # two TensorFlow subprocesses
 def test_cli_json_is_the_last_line(model_file):
     _, path = model_file
     result = run("evaluate", path, "--dataset", "digits", "--split", "test", "--limit", "50", "--json")

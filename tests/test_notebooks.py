@@ -122,6 +122,7 @@ def test_stored_without_outputs():
         assert name in CASES, f"{name} has no test case in tests/test_notebooks.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_notebook_runs(name, tmp_path):
     pytest.importorskip("nbclient")

@@ -6,6 +6,7 @@ Tiny runs only (ResNet-20 on 64–128 digits images, 1–5 epochs): the 30-epoch
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,8 @@ import pytest
 from training_helpers import ENV, free_port, popen, run
 
 from keras_resnet import data
-from keras_resnet.errors import UserError
+from keras_resnet.errors import ConfigError
+from keras_resnet.options import Recipe
 
 TINY = ["--model", "resnet20", "--dataset", "digits", "--limit", "128", "--batch-size", "64", "--verbose", "2"]
 
@@ -46,7 +48,7 @@ def test_model_for_dataset_carries_its_normalisation(tmp_path):
     loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
     assert np.allclose(loaded.predict(x[:8].astype("float32"), verbose=0), model.predict(x[:8].astype("float32"),
                                                                                             verbose=0), atol=1e-5)
-    with pytest.raises(UserError, match="unknown model"):
+    with pytest.raises(ConfigError, match="unknown model"):
         model_for_dataset("resnet21", info)
 
 
@@ -72,11 +74,13 @@ def test_schedule_step_cosine_and_warmup():
     assert schedule.from_config(step.get_config()).get_config() == step.get_config()
 
 
+@pytest.mark.slow
 def test_train_api_writes_the_run_and_resumes_a_finished_run(tmp_path):
     from keras_resnet.train import train
 
     out = tmp_path / "run"
-    summary = train("resnet20", "digits", epochs=2, batch_size=64, limit=128, output=str(out), verbose=0)
+    recipe = Recipe(model="resnet20", dataset="digits", epochs=2, batch_size=64, limit=128)
+    summary = train(recipe, str(out), verbose=0)
     for name in ("best.keras", "last.keras", "history.csv", "summary.json", "curves.png"):
         assert (out / name).is_file(), name
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -94,22 +98,24 @@ def test_train_api_writes_the_run_and_resumes_a_finished_run(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0 and "ResNetSchedule" in loaded.stdout, loaded.stderr[-1500:]
 
-    again = train("resnet20", "digits", epochs=2, batch_size=64, limit=128, output=str(out), verbose=0)
+    again = train(recipe, str(out), verbose=0)
     assert again["epochs_completed"] == 2 and again["resumed_at_epochs"] == [2] and len(_history(out)) == 2
-    with pytest.raises(UserError, match="different arguments.*batch_size"):
-        train("resnet20", "digits", epochs=2, batch_size=32, limit=128, output=str(out), verbose=0)
+    with pytest.raises(ConfigError, match="different arguments.*batch_size"):
+        train(dataclasses.replace(recipe, batch_size=32), str(out), verbose=0)
 
 
+@pytest.mark.slow
 def test_compare_plots_the_degradation_experiment(tmp_path):
     from keras_resnet.train import compare
 
-    result = compare(["plain20", "resnet20"], "digits", epochs=1, batch_size=64, limit=64, output=str(tmp_path),
-                     verbose=0)
+    result = compare(["plain20", "resnet20"], Recipe(dataset="digits", epochs=1, batch_size=64, limit=64),
+                     str(tmp_path), verbose=0)
     assert set(result["runs"]) == {"plain20", "resnet20"}
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "plain20" / "best.keras").is_file() and (tmp_path / "compare.json").is_file()
 
 
+@pytest.mark.slow
 def test_cli_trains_with_progress_and_summary(tmp_path):
     out = tmp_path / "cli"
     result = run("train", *TINY, "--epochs", "1", "--schedule", "cosine", "--warmup-epochs", "0.5",
@@ -135,15 +141,18 @@ def test_help_documents_the_recipe():
         assert text in result.stdout, text
 
 
+SLOW = pytest.mark.slow  # the command imports TensorFlow before it fails; argparse errors come before that
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--model", "resnet21"], "unknown model 'resnet21'"),
-    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
-    (["--epochs", "0"], "epochs must be a positive integer"),
-    (["--qat-epochs", "-1"], "--qat-epochs must be >= 0"),
-    (["--batch-size", "-4"], "batch size must be a positive integer"),
-    (["--output", "FILE"], "is not a folder"),
-    (["--dataset", "cifar10", "--data-dir", "EMPTY"], "cifar-10-batches-py"),
-    (["--dataset", "folder:EMPTY"], "no images"),
+    pytest.param(["--model", "resnet21"], "unknown model 'resnet21'", marks=SLOW),
+    pytest.param(["--dataset", "mnist"], "unknown dataset 'mnist'", marks=SLOW),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+    pytest.param(["--qat-epochs", "-1"], "--qat-epochs must be >= 0", marks=SLOW),
+    (["--batch-size", "-4"], "argument --batch-size: expected a positive integer, got '-4'"),
+    pytest.param(["--output", "FILE"], "is not a folder", marks=SLOW),
+    pytest.param(["--dataset", "cifar10", "--data-dir", "EMPTY"], "cifar-10-batches-py", marks=SLOW),
+    pytest.param(["--dataset", "folder:EMPTY"], "no images", marks=SLOW),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "FILE").write_text("not a folder")
@@ -158,6 +167,7 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert "Traceback" not in result.stderr and len(lines) == 1 and message in lines[0], result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path):
     out = tmp_path / "killed"
     args = ["train", *TINY, "--epochs", "5", "--output", str(out)]
@@ -195,13 +205,15 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_resnet.options import Recipe
     from keras_resnet.train import train
-    summary = train("resnet20", "digits", epochs=1, batch_size=64, limit=128, output=sys.argv[1],
+    summary = train(Recipe(model="resnet20", dataset="digits", epochs=1, batch_size=64, limit=128), sys.argv[1],
                     strategy="mirrored", verbose=0)
     print(json.dumps(summary))
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus(tmp_path):
     result = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path / "m")], env=ENV, capture_output=True,
                             text=True, timeout=300)
@@ -211,6 +223,7 @@ def test_mirrored_over_two_logical_cpus(tmp_path):
     assert summary["recipe"]["batch_size"] == 64 and (tmp_path / "m" / "best.keras").is_file()
 
 
+@pytest.mark.slow
 def test_multiworker_two_processes_only_the_chief_writes(tmp_path):
     workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     processes = []
