@@ -7,9 +7,13 @@ Every malformed offset raises :class:`ValueError` naming what is wrong; nothing 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import struct
 from typing import Any
+
+import numpy as np
 
 NAME = "keras_resnet"
 SCHEMA = "keras_resnet.metadata/1"
@@ -23,6 +27,54 @@ _OPERATOR_OPCODE, _OPERATOR_INPUTS, _OPERATOR_OUTPUTS = 0, 1, 2
 _METADATA_NAME, _METADATA_BUFFER = 0, 1
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 _MAX_VECTOR = 1 << 28
+MAX_JSON_DEPTH = 64  # keras_resnet's metadata is 3 deep; Keras model configs about 15
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+
+
+def json_depth(data: bytes | str) -> int:
+    """The deepest ``[``/``{`` nesting of a JSON text, found without parsing it (no recursion, linear time)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    brackets = np.frombuffer(_JSON_NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw)), np.uint8)
+    depth = deepest = 0
+    for start in range(0, len(brackets), 1 << 20):  # in chunks: bounded memory for large texts
+        chunk = brackets[start:start + (1 << 20)]
+        levels = depth + np.cumsum(np.where((chunk == ord("[")) | (chunk == ord("{")), 1, -1), dtype=np.int64)
+        deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_json(data: bytes | str, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse untrusted JSON: nesting above ``max_depth`` (which would exhaust the stack), ``NaN``/``Infinity``
+    and invalid UTF-8 raise :class:`ValueError` naming ``what``."""
+    depth = json_depth(data)
+    if depth > max_depth:
+        raise ValueError(f"{what} is nested {depth} levels deep (at most {max_depth} allowed)")
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:  # a nesting the scan missed cannot happen, but never let it escape
+        raise ValueError(f"{what} is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{what} is not UTF-8 JSON: {error}") from None
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, for ``json.dumps(..., allow_nan=False)``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalars
+        return finite_json(value.item())
+    return value
 
 
 class _Reader:
