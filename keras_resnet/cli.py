@@ -10,7 +10,9 @@ every error and keeps TensorFlow's logs; ``keras-resnet --verbose COMMAND`` keep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `keras-resnet models | head`: the reader left; nothing more to say
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter's exit flush must not fail again)
+        return 0
 
 
 __all__ = ["COMMANDS", "Command", "main", "parser_for"]

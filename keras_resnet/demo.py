@@ -92,7 +92,8 @@ def run(settings: DemoSettings) -> list[dict]:
         report = convert.convert(loaded[source], path, name=settings.model, quantization=quantization,
                                  calibration_data=None if from_qat or quantization != "int8" else settings.dataset,
                                  validation_data=settings.dataset, dataset=settings.dataset,
-                                 data_dir=settings.data_dir, threads=settings.threads)
+                                 data_dir=settings.data_dir, threads=settings.threads,
+                                 min_agreement=settings.min_agreement)
         print(f"  {stem:<9} {report.size_bytes / 1e6:6.2f} MB, agreement with Keras {report.agreement:.3f}, "
               f"conversion {report.convert_seconds:.1f} s", flush=True)
     seconds["convert"] = time.perf_counter() - t
@@ -127,7 +128,8 @@ def run(settings: DemoSettings) -> list[dict]:
 def _check_same_settings(out: str, settings: DemoSettings) -> None:
     """Finished stages are reused on a rerun, so they must come from the same settings."""
     path = os.path.join(out, "settings.json")
-    current = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("output", "threads", "runs")}
+    current = {k: v for k, v in dataclasses.asdict(settings).items()
+               if k not in ("output", "threads", "runs", "min_agreement")}
     if os.path.exists(path):
         with open(path) as f:
             previous = json.load(f)

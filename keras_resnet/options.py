@@ -113,6 +113,8 @@ SHARED: dict[str, Flag] = {
     "force": Flag("overwrite the output if it exists"),
     "unsafe": Flag("allow model files with layers that run code (Lambda, unknown classes); only for files you trust"),
     "json": Flag("also print the result as one JSON object on the last line"),
+    "min_agreement": Flag("refuse a .tflite whose top-1 agreement with the Keras model is below this, in [0, 1] "
+                          "(default 0.99 float32/float16, 0.95 dynamic/int8)", parse=_finite),
 }
 
 
@@ -127,6 +129,12 @@ def _check_finite(owner: str, **values: Any) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{owner}: {name.replace('_', ' ')} must be a finite number; got {value!r}")
+
+
+def _check_agreement(value: float | None) -> None:
+    _check_finite("convert", min_agreement=value)
+    if value is not None and not 0 <= value <= 1:
+        raise ConfigError(f"--min-agreement must be in [0, 1]; got {value}")
 
 
 def _check_positive_int(owner: str, **values: Any) -> None:
@@ -234,8 +242,7 @@ class ConvertSpec:
                                             "(default: the calibration dataset's val split, else random pixels)")
     validation_samples: int = opt(200, "validation images", parse=_positive_int)
     data_dir: str | None = shared("data_dir")
-    min_agreement: float | None = opt(None, "fail below this top-1 agreement with the Keras model, in [0, 1] "
-                                            "(default 0.99 float32/float16, 0.95 dynamic/int8)", parse=_finite)
+    min_agreement: float | None = shared("min_agreement")
     dataset: str | None = shared("dataset", help="take class labels from this dataset for the metadata: "
                                                  + DATASET_HELP)
     labels: tuple[str, ...] | None = opt(None, "a text file of class labels, one per line", metavar="FILE",
@@ -256,9 +263,7 @@ class ConvertSpec:
         check_choice("resize", self.resize, RESIZE)
         _check_positive_int("convert", calibration_samples=self.calibration_samples,
                             validation_samples=self.validation_samples, threads=self.threads)
-        _check_finite("convert", min_agreement=self.min_agreement)
-        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
-            raise ConfigError(f"--min-agreement must be in [0, 1]; got {self.min_agreement}")
+        _check_agreement(self.min_agreement)
         for name in ("mean", "std"):
             values = getattr(self, name)
             if values is not None:
@@ -314,8 +319,11 @@ class DemoSettings:
     output: str = shared("output", "demo-output", help="folder for models, table and plots")
     threads: int = opt(2, "interpreter threads", parse=_positive_int)
     runs: int = opt(50, "timed runs per latency figure", parse=_positive_int)
+    min_agreement: float | None = shared("min_agreement", help="passed to every conversion (lower it only for barely "
+                                                               "trained models, e.g. --epochs 1 smoke runs)")
 
     def __post_init__(self) -> None:
+        _check_agreement(self.min_agreement)
         _check_positive_int("demo", epochs=self.epochs, batch_size=self.batch_size, threads=self.threads,
                             runs=self.runs)
         if not isinstance(self.qat_epochs, int) or self.qat_epochs < 0:
