@@ -22,7 +22,7 @@ from .preprocess import (
     describe,
     preprocess,
 )
-from .runtime import ModelError, _warn, open_model
+from .runtime import ModelError, _warn, open_model, read_regular_file
 
 
 @dataclass
@@ -49,16 +49,17 @@ class Classifier:
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, runtime: str = "auto",
                  delegate: str | None = None, delegate_options: dict | None = None, accelerator: str | None = None,
                  require_accelerator: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8,
-                 workers: int | None = None, safe: bool = True, warn: Callable[[str], None] = _warn):
+                 workers: int | None = None, safe: bool = True, max_memory_mb: float | None = None,
+                 warn: Callable[[str], None] = _warn):
         self.path = os.fspath(model_path)
         self.engine = open_model(self.path, runtime=runtime, threads=threads, delegate=delegate,
                                  delegate_options=delegate_options, accelerator=accelerator,
-                                 require_accelerator=require_accelerator, safe=safe, warn=warn)
-        try:
-            self.metadata = read_metadata(self.path)
-        except ValueError as error:
-            warn(f"{self.path}: ignoring unreadable metadata ({error})")
-            self.metadata = None
+                                 require_accelerator=require_accelerator, safe=safe, max_memory_mb=max_memory_mb,
+                                 warn=warn)
+        try:  # metadata that is present but unusable is an error: defaults would silently mis-normalise
+            self.metadata = read_metadata(read_regular_file(self.path))
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{self.path}: unusable metadata: {error}") from None
         spec_in, spec_out = self.engine.input, self.engine.output
         try:
             self.spec = InputSpec.from_model(self.metadata, spec_in.shape, spec_in.dtype, spec_in.scale,
@@ -74,7 +75,9 @@ class Classifier:
             labels = [str(i) for i in range(classes)]
         self.labels = [str(v) for v in labels]
         self.max_pixels = max_pixels
-        self.batch_size = max(1, batch_size) if spec_in.dynamic_batch else spec_in.shape[0]
+        # dynamic batch: at most what the tensor limit allows (the file declares the batch-1 sizes)
+        self.batch_size = max(1, min(batch_size, self.engine.max_batch())) if spec_in.dynamic_batch \
+            else spec_in.shape[0]
         self.workers = max(1, workers or min(4, os.cpu_count() or 1))
 
     @property
@@ -195,4 +198,5 @@ class Classifier:
         median = float(np.median(ms))
         return {"runs": len(ms), "warmup": warmup, "batch": n, "min_ms": float(ms.min()), "median_ms": median,
                 "mean_ms": float(ms.mean()), "p90_ms": float(np.percentile(ms, 90)),
-                "p99_ms": float(np.percentile(ms, 99)), "images_per_s": n * 1e3 / median, **self.info}
+                "p99_ms": float(np.percentile(ms, 99)), "images_per_s": n * 1e3 / median if median > 0 else None,
+                **self.info}

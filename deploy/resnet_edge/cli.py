@@ -14,7 +14,8 @@ from typing import Any
 from PIL import Image
 
 from . import __version__
-from .preprocess import DEFAULT_MAX_PIXELS, image_files
+from .metadata import finite_json
+from .preprocess import DEFAULT_MAX_PIXELS, scan_images
 from .runtime import ACCELERATORS, RUNTIMES, ModelError, RuntimeUnavailable
 
 PROG = "resnet-edge"
@@ -34,6 +35,21 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MB, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of MB, got {text!r}")
+    return value
+
+
+def _dumps(obj: Any) -> str:
+    """JSON that other programs can read: NaN and Infinity (e.g. from a broken model's scores) become null."""
+    return json.dumps(finite_json(obj), allow_nan=False)
 
 
 def _non_negative(text: str) -> int:
@@ -65,6 +81,9 @@ def parser() -> argparse.ArgumentParser:
                        help="fail instead of falling back to the CPU when the delegate/accelerator cannot be used")
         s.add_argument("--no-guard", action="store_true",
                        help="skip the child-process load check (faster start; a crashing model then crashes us)")
+        s.add_argument("--max-memory", metavar="MB", type=_megabytes, default=None,
+                       help="the most the model's tensors may need at batch 1 (default: 8 x the file size, at "
+                            "least 256 MB); the guard process gets this plus 4 x the file size and 128 MB")
         s.add_argument("--json", action="store_true", help="JSON output (the last line is the summary object)")
 
     c = sub.add_parser("classify", help="top-k classes for image files and folders")
@@ -93,7 +112,8 @@ def _classifier(args: argparse.Namespace, **extra: Any):
 
     return Classifier(args.model, threads=args.threads, runtime=args.runtime, delegate=args.delegate,
                       delegate_options=dict(args.delegate_option) or None, accelerator=args.accelerator,
-                      require_accelerator=args.require_accelerator, safe=not args.no_guard, **extra)
+                      require_accelerator=args.require_accelerator, safe=not args.no_guard,
+                      max_memory_mb=args.max_memory, **extra)
 
 
 def _where(info: dict) -> str:
@@ -109,9 +129,12 @@ def classify(args: argparse.Namespace) -> int:
     if args.json and args.csv:
         raise SystemExit(_usage("--json and --csv exclude each other"))
     clf = _classifier(args, max_pixels=args.max_pixels, batch_size=args.batch_size, workers=args.workers)
-    files, missing = image_files(args.paths)
+    scan = scan_images(args.paths)
+    files, missing = scan.files, scan.missing
     for path, reason in missing:
         _error(f"{path}: {reason}")
+    for path, reason in scan.skipped:  # FIFOs, devices, sockets, broken links found in folders: never opened
+        print(f"{PROG}: warning: {path}: {reason}", file=sys.stderr, flush=True)
     failed, done = len(missing), 0
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer:
@@ -126,22 +149,24 @@ def classify(args: argparse.Namespace) -> int:
             continue
         done += 1
         if args.json:
-            print(json.dumps(result.as_dict()))
+            print(_dumps(result.as_dict()))
         elif writer:
             for rank, (cls, label, score) in enumerate(result.top, 1):
                 writer.writerow([result.source, rank, cls, label, f"{score:.6g}"])
         else:
             print(f"{result.source}: " + ", ".join(f"{label} ({score:.3f})" for _, label, score in result.top))
     seconds = time.perf_counter() - start
-    summary = {"summary": True, "images": done, "failed": failed, "seconds": round(seconds, 4),
+    summary = {"summary": True, "images": done, "failed": failed, "skipped": len(scan.skipped),
+               "seconds": round(seconds, 4),
                "images_per_s": round(done / seconds, 2) if seconds > 0 else None, **clf.info}
     if args.json:
-        print(json.dumps(summary))
+        print(_dumps(summary))
     else:
-        print(f"{PROG}: {done} classified, {failed} failed in {seconds:.2f} s ({summary['images_per_s']} images/s)"
+        skipped = f", {len(scan.skipped)} skipped" if scan.skipped else ""
+        print(f"{PROG}: {done} classified, {failed} failed{skipped} in {seconds:.2f} s ({summary['images_per_s']} images/s)"
               f" on {_where(clf.info)}", file=sys.stderr)
     if not files and not missing:
-        _error("no image files found")
+        _error("no image files found" + (f" ({len(scan.skipped)} skipped)" if scan.skipped else ""))
         return 1
     return 1 if failed else 0
 
@@ -150,12 +175,12 @@ def benchmark(args: argparse.Namespace) -> int:
     clf = _classifier(args)
     report = clf.benchmark(runs=args.runs, warmup=args.warmup, batch=args.batch)
     if args.json:
-        print(json.dumps(report))
+        print(_dumps(report))
     else:
         print(f"{args.model}: {_where(report)}, batch {report['batch']}")
         print(f"latency (ms): min {report['min_ms']:.3f}  median {report['median_ms']:.3f}  "
               f"p90 {report['p90_ms']:.3f}  p99 {report['p99_ms']:.3f}  ({report['runs']} runs, {report['warmup']} warm-up)")
-        print(f"throughput: {report['images_per_s']:.1f} images/s")
+        print(f"throughput: {report['images_per_s'] or float('nan'):.1f} images/s")
     return 0
 
 
@@ -165,7 +190,7 @@ def info(args: argparse.Namespace) -> int:
               "output": list(clf.engine.output.shape), "labels": clf.labels, "metadata": clf.metadata}
     report["spec"] = {k: getattr(clf.spec, k) for k in clf.spec.__dataclass_fields__}
     if args.json:
-        print(json.dumps(report))
+        print(_dumps(report))
     else:
         for key, value in report.items():
             print(f"{key}: {value}")
@@ -189,14 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # bad option values that only the model can judge (e.g. --batch on a fixed model)
         _error(str(error))
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except MemoryError:
+        _error("out of memory (a smaller --batch-size or --max-memory may help)")
+        return 1
     except BrokenPipeError:  # e.g. `resnet-edge classify ... | head`
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 0
+    except OSError as error:  # e.g. the model became unreadable after the check
+        _error(f"{getattr(error, 'filename', None) or 'I/O'}: {error.strerror or error}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

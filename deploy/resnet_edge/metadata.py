@@ -177,12 +177,34 @@ def _root(reader: _Reader) -> int:
     return reader.table(reader.u32(0), "Model")
 
 
-def check_model(source: str | os.PathLike | bytes) -> dict[str, Any]:
-    """Cheap structural validation of a TFLite flatbuffer; returns a summary of subgraph 0.
+# Bits per element of each TFLite TensorType (schema.fbs); STRING, RESOURCE and VARIANT count 8 bits per element.
+_TYPE_BITS = {0: 32, 1: 16, 2: 32, 3: 8, 4: 64, 5: 8, 6: 8, 7: 16, 8: 64, 9: 8, 10: 64, 11: 128, 12: 64, 13: 8, 14: 8,
+              15: 32, 16: 16, 17: 4, 18: 16, 19: 2, 20: 4}
+_UNSIZED_TYPES = (5, 13, 14)  # STRING, RESOURCE, VARIANT: the shape does not give the byte size
+_TENSOR_SPARSITY, _TENSOR_SHAPE_SIGNATURE = 6, 7
 
-    Checks the identifier, every table/vector offset the interpreter follows first (subgraphs,
-    tensors, operators, operator codes, buffers) and that all indices are in range.
-    Raises ValueError on anything malformed.
+
+def tensor_bytes(shape: list[int], type_: int) -> int:
+    """Bytes of a dense tensor (dynamic dimensions, -1, count as 1; unknown types as 8 bytes per element)."""
+    return -(-math.prod(max(d, 1) for d in shape) * _TYPE_BITS.get(type_, 64) // 8)
+
+
+def _buffer_size(r: _Reader, buffer: int) -> int:
+    offset, size = r.scalar(buffer, _BUFFER_OFFSET, "u64"), r.scalar(buffer, _BUFFER_SIZE, "u64")
+    if offset > 1:
+        return size
+    start, length = r.vector(buffer, _BUFFER_DATA, 1, "buffer data")
+    return length
+
+
+def check_model(source: str | os.PathLike | bytes) -> dict[str, Any]:
+    """Cheap structural validation of a TFLite flatbuffer; returns a summary of subgraph 0 and the tensor sizes.
+
+    Checks the identifier, every table/vector offset the interpreter follows first (subgraphs, tensors,
+    operators, operator codes, buffers), that all indices are in range, and that every constant tensor's shape
+    fits the data its buffer holds. The summary's ``activation_bytes`` adds up the other tensors of every
+    subgraph (what the runtime's arena may need at batch 1, an upper bound), ``largest_tensor_bytes`` the largest
+    of those and ``constant_bytes`` the constants. Raises ValueError on anything malformed.
     """
     r = _Reader(_load(source))
     model = _root(r)
@@ -192,16 +214,34 @@ def check_model(source: str | os.PathLike | bytes) -> dict[str, Any]:
     if not subgraphs:
         raise ValueError("malformed TFLite model: no subgraphs")
     summary: dict[str, Any] = {}
+    activations = largest = constants = 0
+    sizes: dict[int, int] = {}
     for s, sg in enumerate(subgraphs):
         tensors = r.tables(sg, _SUBGRAPH_TENSORS, "tensors")
         shapes = []
         for t in tensors:
             shape = r.ints(t, _TENSOR_SHAPE, "tensor shape")
-            if r.scalar(t, _TENSOR_BUFFER, "u32") >= max(len(buffers), 1):
+            index = r.scalar(t, _TENSOR_BUFFER, "u32")
+            if index >= max(len(buffers), 1):
                 raise ValueError("malformed TFLite model: tensor refers to a missing buffer")
             if any(d < -1 for d in shape):
                 raise ValueError(f"malformed TFLite model: tensor shape {shape}")
-            shapes.append((shape, r.scalar(t, _TENSOR_TYPE, "u8")))
+            if any(d < -1 for d in r.ints(t, _TENSOR_SHAPE_SIGNATURE, "tensor shape signature")):
+                raise ValueError("malformed TFLite model: tensor shape signature out of range")
+            type_ = r.scalar(t, _TENSOR_TYPE, "u8")
+            size = tensor_bytes(shape, type_)
+            if index and index not in sizes:
+                sizes[index] = _buffer_size(r, buffers[index])
+            held = sizes.get(index, 0)
+            if held:  # a constant: its shape must fit its data (sparse and unsized types excepted)
+                if size > held and type_ not in _UNSIZED_TYPES and r.field(t, _TENSOR_SPARSITY) is None:
+                    raise ValueError(f"malformed TFLite model: a constant tensor of shape {shape} needs {size:,} "
+                                     f"bytes but its buffer holds {held:,}")
+                constants += held
+            else:
+                activations += size
+                largest = max(largest, size)
+            shapes.append((shape, type_))
         inputs = r.ints(sg, _SUBGRAPH_INPUTS, "subgraph inputs")
         outputs = r.ints(sg, _SUBGRAPH_OUTPUTS, "subgraph outputs")
         for i in inputs + outputs:
@@ -217,6 +257,8 @@ def check_model(source: str | os.PathLike | bytes) -> dict[str, Any]:
             summary = {"inputs": [shapes[i] for i in inputs], "outputs": [shapes[i] for i in outputs],
                        "operators": len(r.tables(sg, _SUBGRAPH_OPERATORS, "operators")),
                        "subgraphs": len(subgraphs)}
+    summary.update(activation_bytes=activations, largest_tensor_bytes=largest, constant_bytes=constants,
+                   file_bytes=r.n)
     return summary
 
 
@@ -248,15 +290,13 @@ def read_all_metadata(source: str | os.PathLike | bytes) -> dict[str, bytes]:
 def read_metadata(source: str | os.PathLike | bytes) -> dict | None:
     """The ``"keras_resnet"`` metadata as a dict, or None when the model has none.
 
-    Raises ValueError when the file is not a well-formed TFLite model or the entry is not JSON.
+    Raises ValueError when the file is not a well-formed TFLite model or the entry is not a JSON object (nested at
+    most :data:`MAX_JSON_DEPTH` deep, without NaN or Infinity).
     """
     data = read_all_metadata(source).get(NAME)
     if data is None:
         return None
-    try:
-        meta = json.loads(data.rstrip(b"\0").decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"keras_resnet metadata is not UTF-8 JSON: {error}") from None
+    meta = load_json(data.rstrip(b"\0"), "keras_resnet metadata")
     if not isinstance(meta, dict):
         raise ValueError("keras_resnet metadata is not a JSON object")
     return meta

@@ -12,12 +12,15 @@ import io
 import math
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .runtime import file_kind
 
 DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
@@ -33,6 +36,36 @@ ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image, np.ndarray]
 
 class ImageError(ValueError):
     """An image that cannot be used: unreadable, not an image, truncated, too large."""
+
+
+LIMIT = 1e6  # bounds of metadata mean (absolute) and std: pixel values are 0..255
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value),
+                                                                                                   "number")
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer beyond float range
+        return False
+
+
+def _numbers(value: Any, name: str, channels: int, default: float) -> tuple[float, ...]:
+    """Metadata ``mean``/``std``: None (default), a number, or a list of one or ``channels`` finite numbers."""
+    if value is None:
+        value = [default]
+    elif not isinstance(value, list):
+        value = [value]
+    if not value:
+        value = [default]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) for v in value):
+        raise ValueError(f"metadata {name} must be finite numbers; got {str(value)[:80]}")
+    if len(value) not in (1, channels):
+        raise ValueError(f"metadata {name} has {len(value)} values for {channels} channels")
+    return tuple(float(v) for v in value) * (channels if len(value) == 1 else 1)
 
 
 @dataclass(frozen=True)
@@ -52,18 +85,28 @@ class InputSpec:
     @classmethod
     def from_model(cls, meta: dict | None, shape: tuple[int, ...], dtype: str = "float32", scale: float = 0.0,
                    zero_point: int = 0) -> InputSpec:
-        """From the keras_resnet metadata (may be None: defaults) and the input tensor's details."""
-        info = (meta or {}).get("input") or {}
+        """From the keras_resnet metadata (may be None: defaults) and the input tensor's details.
+
+        Raises ValueError naming the field when the metadata's ``input`` is not an object, ``mean``/``std`` are not
+        numbers (one, or one per channel) in range (finite, ``std`` in [1e-6, 1e6], ``|mean|`` ≤ 1e6), ``resize``
+        is unknown, or the input tensor's quantization is not finite.
+        """
+        info = (meta or {}).get("input")
+        if info is None:
+            info = {}
+        if not isinstance(info, dict):
+            raise ValueError(f"metadata input is a {_json_kind(info)}, not an object")
         channels = int(shape[3])
-        mean = tuple(float(v) for v in info.get("mean") or [0.0]) or (0.0,)
-        std = tuple(float(v) for v in info.get("std") or [1.0]) or (1.0,)
-        mean = mean * channels if len(mean) == 1 else mean
-        std = std * channels if len(std) == 1 else std
-        if len(mean) != channels or len(std) != channels or not all(s != 0 and math.isfinite(s) for s in std):
-            raise ValueError(f"metadata mean {list(mean)} / std {list(std)} do not fit {channels} channels")
+        mean = _numbers(info.get("mean"), "mean", channels, 0.0)
+        std = _numbers(info.get("std"), "std", channels, 1.0)
+        if not all(abs(m) <= LIMIT for m in mean) or not all(1 / LIMIT <= s <= LIMIT for s in std):
+            raise ValueError(f"metadata mean {list(mean)} / std {list(std)} are out of range (std must be in "
+                             f"[{1 / LIMIT:g}, {LIMIT:g}], |mean| at most {LIMIT:g})")
         resize = info.get("resize") or "stretch"
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"metadata resize {resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if not isinstance(resize, str) or resize not in RESIZE_MODES:
+            raise ValueError(f"metadata resize {resize!r:.40} is not one of {', '.join(RESIZE_MODES)}")
+        if not math.isfinite(scale) or scale < 0 or not -(1 << 31) <= zero_point < (1 << 31):
+            raise ValueError(f"the input tensor's quantization (scale {scale}, zero point {zero_point}) is invalid")
         return cls(int(shape[1]), int(shape[2]), channels, mean, std, resize, dtype, float(scale), int(zero_point))
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +124,31 @@ def _open(source: ImageSource) -> Image.Image:
             raise ImageError("empty file")
         return Image.open(io.BytesIO(source))
     if isinstance(source, (str, os.PathLike)):
-        if os.path.isfile(source) and os.path.getsize(source) == 0:
-            raise ImageError("empty file")
-        if os.path.isdir(source):
-            raise ImageError("is a directory")
+        return Image.open(open_regular(source))  # Pillow closes the file once the image is loaded
     return Image.open(source)
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular, non-empty file for reading; anything else (a FIFO, which would block forever, a device, a
+    socket, a folder) is an :class:`ImageError` and is never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError("is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{file_kind(info.st_mode)}, not a regular file")
+        if info.st_size == 0:
+            raise ImageError("empty file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_image(source: ImageSource, spec: InputSpec | None = None, *,
@@ -209,21 +272,58 @@ def dequantize(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return raw.astype(np.float32, copy=False)
 
 
-def image_files(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Expand files and folders (recursively, image extensions, sorted) → (files, [(path, error)])."""
-    files, errors = [], []
+@dataclass
+class ImageScan:
+    """What :func:`scan_images` found: image ``files``, ``missing`` paths and ``skipped`` non-regular entries, each
+    as ``(path, reason)``."""
+
+    files: list[str]
+    missing: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+
+
+def _regular(path: str) -> str | None:
+    """None for a regular file (links followed), else why it is skipped. Never opens the file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else "no such file or directory"
+    except OSError as error:
+        return error.strerror or "cannot be read"
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def scan_images(paths: list[str]) -> ImageScan:
+    """Expand files and folders (recursively, image extensions, sorted). Folders give regular files only: FIFOs,
+    devices, sockets and broken links are ``skipped``, never opened; links to folders are not followed."""
+    scan = ImageScan([], [], [])
     for path in paths:
         if os.path.isdir(path):
-            found = []
-            for root, dirs, names in os.walk(path, onerror=lambda e: errors.append((e.filename, e.strerror))):
+            for root, dirs, names in os.walk(path, onerror=lambda e: scan.missing.append((e.filename, e.strerror))):
                 dirs.sort()
-                found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
-            files += found
-        elif os.path.exists(path):
-            files.append(path)
+                for name in sorted(names):
+                    if name.lower().endswith(IMAGE_EXTENSIONS):
+                        full = os.path.join(root, name)
+                        why = _regular(full)
+                        if why is None:
+                            scan.files.append(full)
+                        else:
+                            scan.skipped.append((full, f"skipped: {why}"))
+        elif os.path.lexists(path):
+            why = _regular(path)
+            if why is None:
+                scan.files.append(path)
+            else:
+                scan.missing.append((path, f"{why}, not a regular file" if why.startswith("a ") else why))
         else:
-            errors.append((path, "no such file or directory"))
-    return files, errors
+            scan.missing.append((path, "no such file or directory"))
+    return scan
+
+
+def image_files(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """``(files, [(path, error)])`` of :func:`scan_images` (skipped entries are among the errors)."""
+    scan = scan_images(paths)
+    return scan.files, scan.missing + scan.skipped
 
 
 def describe(image: Any) -> str:

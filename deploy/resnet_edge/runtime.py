@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +21,12 @@ from typing import Any
 import numpy as np
 
 from .metadata import check_model
+
+MB = 1 << 20
+TENSOR_FLOOR = 256 * MB  # tensors of a model at batch 1 may need at least this much, whatever its file size
+TENSOR_PER_FILE_BYTE = 8  # ... or 8 bytes per byte of the file (ResNets at their input size: about 1)
+GUARD_SLACK = 128 * MB  # the guard child's allowance beyond the tensors and 4 copies of the file
+CPU_FLOOR_S = 60  # the guard child's CPU time: this much, plus 1 s per MB of the file
 
 RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
 ACCELERATORS = ("cpu", "gpu", "npu")
@@ -124,6 +132,41 @@ def check_io(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
                          "; resnet-edge needs a [batch, classes] float32/int8/uint8 output")
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much a model may use. ``tensor_bytes``: the tensors the runtime allocates for one batch-1 run (checked
+    from the file before anything runs); ``guard_bytes``/``guard_cpu_s``: the guard child's address space (beyond
+    the runtime it imports) and CPU time."""
+
+    tensor_bytes: int
+    guard_bytes: int
+    guard_cpu_s: int
+
+    @classmethod
+    def for_file(cls, file_bytes: int, max_memory_mb: float | None = None) -> Limits:
+        """Derived from the file size with floors; ``max_memory_mb`` (``--max-memory``) replaces the tensor bound."""
+        if max_memory_mb is not None:
+            if not (isinstance(max_memory_mb, (int, float)) and math.isfinite(max_memory_mb) and max_memory_mb > 0):
+                raise ValueError(f"max_memory_mb must be a positive number; got {max_memory_mb!r}")
+            tensors = int(max_memory_mb * MB)
+        else:
+            tensors = max(TENSOR_FLOOR, TENSOR_PER_FILE_BYTE * file_bytes)
+        return cls(tensors, tensors + 4 * file_bytes + GUARD_SLACK, CPU_FLOOR_S + file_bytes // MB)
+
+
+def check_sizes(summary: dict, limits: Limits) -> None:
+    """Raise ModelError when the tensors the file declares need more than ``limits.tensor_bytes`` at batch 1."""
+    need = summary.get("activation_bytes", 0)
+    if need > limits.tensor_bytes:
+        raise ModelError(f"the model's tensors need {need / MB:,.0f} MB at batch 1, more than the "
+                         f"{limits.tensor_bytes / MB:,.0f} MB allowed for a {_size(summary.get('file_bytes', 0))} "
+                         "file (a corrupt shape? --max-memory MB raises the limit)")
+
+
+def _size(n: int) -> str:
+    return f"{n / MB:,.1f} MB" if n >= MB else f"{n / 1024:,.1f} KB"
+
+
 @contextlib.contextmanager
 def quiet_stderr():
     """Silence C++ log lines (``INFO: Created TensorFlow Lite XNNPACK delegate``) written to fd 2."""
@@ -164,13 +207,28 @@ class Engine:
     batch: int = 1
     _run: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     _resize: Callable[[int], None] | None = field(default=None, repr=False)
+    tensor_bytes: int = 0  # what the file declares for batch 1 (0: unknown)
+    max_tensor_bytes: int = 0  # the limit (0: none)
+
+    def max_batch(self) -> int:
+        """The largest batch whose tensors fit the limit (at least 1)."""
+        if not self.tensor_bytes or not self.max_tensor_bytes:
+            return 1 << 16
+        return max(1, self.max_tensor_bytes // self.tensor_bytes)
 
     def set_batch(self, n: int) -> None:
         """Resize the batch dimension (models with a dynamic batch only)."""
         if n != self.batch:
             if self._resize is None:
                 raise ModelError("this model has a fixed batch size")
-            self._resize(n)
+            if n > self.max_batch():
+                raise ModelError(f"batch {n} needs about {n * self.tensor_bytes / MB:,.0f} MB of tensors, more than "
+                                 f"the {self.max_tensor_bytes / MB:,.0f} MB allowed (largest batch: {self.max_batch()}"
+                                 "; --max-memory MB raises the limit)")
+            try:
+                self._resize(n)
+            except (RuntimeError, ValueError) as error:  # e.g. a shape that disagrees with its signature
+                raise ModelError(f"cannot run batches of {n}: {_first_line(error)}") from None
             self.batch = n
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -253,35 +311,117 @@ def _first_line(error: BaseException | str | None) -> str:
 # ---- the guard: load in a child process first ---------------------------------------------------------------
 
 
-def _probe_child(path: str, runtime: str, delegate: str | None, options: dict, accelerator: str | None) -> None:
-    """Child side of :func:`probe`: print one JSON line per phase (base, delegate, accelerator)."""
+def _address_space() -> int | None:
+    """This process's virtual memory size in bytes (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _resident(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in bytes (Linux), else 0."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(ln for ln in f if ln.startswith(field + ":"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
+
+
+def _limit_child(budget: int, cpu_seconds: int) -> dict:
+    """Cap this (child) process: address space = what it has mapped now + ``budget``, CPU time, no core files."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: the tensor check and the timeout still hold
+        return {}
+    applied: dict[str, int] = {}
+    for name, value in (("RLIMIT_CORE", 0), ("RLIMIT_CPU", cpu_seconds)):
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            hard = resource.getrlimit(getattr(resource, name))[1]
+            soft = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+            applied[name] = soft
+    now = _address_space()
+    if now is not None and hasattr(resource, "RLIMIT_AS"):
+        with contextlib.suppress(ValueError, OSError):
+            hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+            soft = now + budget if hard == resource.RLIM_INFINITY else min(now + budget, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+            applied["RLIMIT_AS"] = soft
+    return applied
+
+
+def _raise_address_space(soft: int) -> bool:
+    try:
+        import gc
+        import resource
+
+        gc.collect()
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+        return True
+    except (ImportError, ValueError, OSError):
+        return False
+
+
+def _probe_child(path: str, runtime: str, delegate: str | None, options: dict, accelerator: str | None,
+                 budget: int = 0, cpu_seconds: int = 0) -> None:
+    """Child side of :func:`probe`: print one JSON line per phase (base, delegate, accelerator).
+
+    The runtime is imported first; then the address space is capped at what the process has mapped plus
+    ``budget`` bytes and the CPU time at ``cpu_seconds`` (0: no cap), before the model is read.
+    """
 
     def emit(obj: dict) -> None:
         print(json.dumps(obj), flush=True)
 
-    try:
-        rt = select_runtime(runtime)
-        with quiet_stderr():
-            it = rt.Interpreter(model_path=path, num_threads=1)
-            it.allocate_tensors()
+    def attempt() -> tuple[list[TensorSpec], list[TensorSpec]]:
+        it = rt.Interpreter(model_path=path, num_threads=1)
+        it.allocate_tensors()
         inputs = [TensorSpec.from_details(d) for d in it.get_input_details()]
         outputs = [TensorSpec.from_details(d) for d in it.get_output_details()]
         check_io(inputs, outputs)
         it.set_tensor(inputs[0].index, np.zeros(inputs[0].shape, inputs[0].dtype))
         it.invoke()
         it.get_tensor(outputs[0].index)
-        emit({"phase": "base", "inputs": [s.as_dict() for s in inputs], "outputs": [s.as_dict() for s in outputs]})
+        return inputs, outputs
+
+    limits: dict = {}
+    try:
+        rt = select_runtime(runtime)
+        if budget and cpu_seconds:
+            limits = _limit_child(budget, cpu_seconds)
+            emit({"phase": "limits", **limits})
+        before = _resident("VmRSS")
+        inputs, outputs = attempt()
+        peak = _resident("VmHWM")
+        emit({"phase": "base", "inputs": [s.as_dict() for s in inputs], "outputs": [s.as_dict() for s in outputs],
+              "peak_bytes": max(0, peak - before) if peak and before else 0})
     except Exception as error:  # noqa: BLE001 - everything becomes a one-line report
-        emit({"phase": "base", "error": _first_line(error), "kind": type(error).__name__})
+        report = {"phase": "base", "error": _first_line(error), "kind": type(error).__name__}
+    else:
+        report = None
+    if report is not None:  # (outside the except block: its traceback would keep the first interpreter alive)
+        # Runtimes rarely say that an allocation failed ("XNNPack delegate failed to reshape runtime"): with
+        # half the budget more, does it work? Then memory was the cause.
+        if "RLIMIT_AS" in limits and _raise_address_space(max(limits["RLIMIT_AS"], _address_space() or 0)
+                                                          + budget // 2):
+            try:
+                attempt()
+                report["kind"] = "MemoryError"
+            except Exception:  # noqa: BLE001 - the first error stands
+                pass
+        emit(report)
         return
     if delegate:
         try:
-            with quiet_stderr():
-                d = rt.load_delegate(delegate, options)
-                it = rt.Interpreter(model_path=path, num_threads=1, experimental_delegates=[d])
-                it.allocate_tensors()
-                it.set_tensor(inputs[0].index, np.zeros(inputs[0].shape, inputs[0].dtype))
-                it.invoke()
+            d = rt.load_delegate(delegate, options)
+            it = rt.Interpreter(model_path=path, num_threads=1, experimental_delegates=[d])
+            it.allocate_tensors()
+            it.set_tensor(inputs[0].index, np.zeros(inputs[0].shape, inputs[0].dtype))
+            it.invoke()
             emit({"phase": "delegate"})
         except Exception as error:  # noqa: BLE001
             emit({"phase": "delegate", "error": _first_line(error)})
@@ -296,27 +436,42 @@ def _probe_child(path: str, runtime: str, delegate: str | None, options: dict, a
 
 
 _CHILD = ("import json, sys; from resnet_edge.runtime import _probe_child; "
-          "a = sys.argv; _probe_child(a[1], a[2], a[3] or None, json.loads(a[4]), a[5] or None)")
+          "a = sys.argv; _probe_child(a[1], a[2], a[3] or None, json.loads(a[4]), a[5] or None, int(a[6]), int(a[7]))")
+_OUT_OF_MEMORY = re.compile(r"bad_alloc|MemoryError|[Cc]annot allocate|[Oo]ut of memory|[Ff]ailed to allocate|"
+                            r"mmap|Resource temporarily unavailable|std::length_error")
+_PREPARE_FAILED = re.compile(r"failed to (prepare|reshape|allocate|create)", re.I)
+# A single-threaded child environment: thread pools and malloc arenas would reserve address space for nothing.
+_CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
 
 
 def probe(path: str, runtime: str = "auto", *, delegate: str | None = None, delegate_options: dict | None = None,
-          accelerator: str | None = None, timeout: float = 120.0) -> dict[str, dict]:
+          accelerator: str | None = None, timeout: float = 120.0, limits: Limits | None = None) -> dict[str, dict]:
     """Load, allocate and invoke the model once in a child process; return ``{phase: report}``.
 
-    A model that crashes or hangs the runtime costs the child, not the caller: the base phase of a
-    crash or timeout raises :class:`ModelError`. A crash in a later phase (delegate, accelerator)
-    is reported as that phase's error.
+    A model that crashes, hangs or exhausts the runtime costs the child, not the caller: the child runs under
+    ``limits`` (address space and CPU time; default: derived from the file size) and ``timeout``, and the base
+    phase of a crash, a timeout or a limit raises :class:`ModelError` ("the model needs more than N MB"). A crash
+    in a later phase (delegate, accelerator) is reported as that phase's error. :class:`RuntimeUnavailable` when
+    the child cannot be started.
     """
+    limits = limits or Limits.for_file(os.path.getsize(path))
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, **_CHILD_ENV)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     args = [sys.executable, "-c", _CHILD, path, runtime, delegate or "", json.dumps(delegate_options or {}),
-            accelerator or ""]
+            accelerator or "", str(limits.guard_bytes), str(limits.guard_cpu_s)]
+    stderr = ""
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-        stdout, code = done.stdout, done.returncode
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, errors="replace")
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
     except subprocess.TimeoutExpired as error:
-        stdout, code = (error.stdout or b"").decode() if isinstance(error.stdout, bytes) else (error.stdout or ""), None
+        out = error.stdout or ""
+        stdout, code = out.decode(errors="replace") if isinstance(out, bytes) else out, None
+    except (OSError, ValueError) as error:  # no executable, no memory or processes left to fork
+        reason = getattr(error, "strerror", None) or str(error)
+        raise RuntimeUnavailable(f"cannot start the process that checks the model ({reason}); --no-guard skips "
+                                 "the check") from None
     reports: dict[str, dict] = {}
     for line in stdout.splitlines():
         try:
@@ -324,19 +479,33 @@ def probe(path: str, runtime: str = "auto", *, delegate: str | None = None, dele
             reports[report["phase"]] = report
         except (ValueError, KeyError, TypeError):
             continue
+    limited = "RLIMIT_AS" in reports.get("limits", {})
+    memory = (f"the model needs more than {limits.guard_bytes / MB:,.0f} MB to load and run once (the limit for "
+              f"a {_size(os.path.getsize(path))} file; --max-memory MB raises it)")
     if code is None:
         why = f"the runtime did not finish loading it within {timeout:g} s"
     elif code < 0:
-        try:
-            why = f"the runtime crashed on it ({signal.Signals(-code).name})"
-        except ValueError:
-            why = f"the runtime crashed on it (signal {-code})"
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        if name == "SIGXCPU":
+            why = f"the model needs more than {limits.guard_cpu_s} s of CPU time to load and run once"
+        elif limited and _OUT_OF_MEMORY.search(stderr):
+            why = memory
+        else:
+            why = f"the runtime crashed on it ({name})"
     else:
         why = f"the check process failed (exit code {code})" if code else ""
+        if code and limited and _OUT_OF_MEMORY.search(stderr):
+            why = memory
     if "base" not in reports:
         raise ModelError(why or "the check process reported nothing")
     if "error" in reports["base"]:
-        raise ModelError(reports["base"]["error"])
+        base = reports["base"]
+        if limited and (base.get("kind") == "MemoryError" or _OUT_OF_MEMORY.search(base["error"])):
+            raise ModelError(memory)
+        if limited and _PREPARE_FAILED.search(base["error"]):  # an allocation, or something else, failed
+            raise ModelError(f"{base['error'].rstrip('.')} (under the {limits.guard_bytes / MB:,.0f} MB limit: the "
+                             "model may need more; --max-memory MB raises it)")
+        raise ModelError(base["error"])
     for phase, wanted in (("delegate", delegate), ("accelerator", accelerator)):
         if wanted and phase not in reports:
             reports[phase] = {"phase": phase, "error": why or "not checked"}
@@ -354,37 +523,49 @@ def _warn(message: str) -> None:
 def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None = None,
                delegate: str | None = None, delegate_options: dict | None = None, accelerator: str | None = None,
                require_accelerator: bool = False, safe: bool = True, timeout: float = 120.0,
-               warn: Callable[[str], None] = _warn) -> Engine:
-    """Validate ``path``, check it in a child process (``safe``), and load it here.
+               max_memory_mb: float | None = None, warn: Callable[[str], None] = _warn) -> Engine:
+    """Validate ``path`` (structure, and tensor sizes against :class:`Limits`), check it in a child process
+    under those limits (``safe``), and load it here.
 
     ``delegate``: an external delegate library loaded with ``load_delegate`` (Edge TPU, GPU, ...);
     ``accelerator``: cpu/gpu/npu through LiteRT's CompiledModel API. If either cannot be used a
     warning goes to ``warn`` and the model runs on the CPU (XNNPACK), unless ``require_accelerator``,
-    which raises :class:`RuntimeUnavailable` instead. Raises :class:`ModelError` for unusable models.
+    which raises :class:`RuntimeUnavailable` instead. ``max_memory_mb`` replaces the bound on the model's tensors
+    (default: 8 bytes per byte of the file, at least 256 MB). Raises :class:`ModelError` for unusable models.
     """
     path = os.fspath(path)
     if accelerator is not None and accelerator not in ACCELERATORS:
         raise ValueError(f"unknown accelerator {accelerator!r}; choose from {', '.join(ACCELERATORS)}")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise ModelError(f"{path}: no such file")
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: not a file")
+    if os.path.isdir(path):
+        raise ModelError(f"{path}: not a file (a folder)")
     try:
-        with open(path, "rb") as f:
-            content = f.read()
-        check_model(content)
+        content = read_regular_file(path)
+        summary = check_model(content)
+        limits = Limits.for_file(len(content), max_memory_mb)
     except (OSError, ValueError) as error:
         raise ModelError(f"{path}: {error}") from None
     del content
+    try:
+        check_sizes(summary, limits)
+    except ModelError as error:
+        raise ModelError(f"{path}: {error}") from None
     threads = max(1, threads or os.cpu_count() or 1)
     rt = select_runtime(runtime)  # raises RuntimeUnavailable before a child is spawned
     reports: dict[str, dict] = {}
     if safe:
         try:
             reports = probe(path, rt.name, delegate=delegate, delegate_options=delegate_options,
-                            accelerator=accelerator, timeout=timeout)
+                            accelerator=accelerator, timeout=timeout, limits=limits)
         except ModelError as error:
             raise ModelError(f"{path}: {error}") from None
+
+    def sized(engine: Engine) -> Engine:
+        # per image: what the file declares, or what the guard measured if more (ops may size tensors at run time)
+        measured = reports.get("base", {}).get("peak_bytes", 0) // max(1, engine.batch)
+        engine.tensor_bytes, engine.max_tensor_bytes = max(summary["activation_bytes"], measured), limits.tensor_bytes
+        return engine
 
     def fallback(what: str, why: str) -> None:
         if require_accelerator:
@@ -398,7 +579,7 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
         else:
             try:
                 details = reports.get("base") or _details_in_process(path, rt)
-                return _compiled_engine(path, accelerator, threads, details)
+                return sized(_compiled_engine(path, accelerator, threads, details))
             except (RuntimeUnavailable, RuntimeError, ImportError) as error:
                 fallback(f"accelerator {accelerator}", _first_line(error))
     delegates, name = [], "xnnpack"
@@ -413,14 +594,40 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
             except (ValueError, OSError, RuntimeError) as error:
                 fallback(f"delegate {delegate}", _first_line(error))
     try:
-        return _interpreter_engine(path, rt, threads, delegates, name)
+        return sized(_interpreter_engine(path, rt, threads, delegates, name))
     except ModelError as error:
         raise ModelError(f"{path}: {error}") from None
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, MemoryError) as error:
         if delegates:
             fallback(f"delegate {delegate}", _first_line(error))
-            return _interpreter_engine(path, rt, threads, [], "xnnpack")
+            return sized(_interpreter_engine(path, rt, threads, [], "xnnpack"))
         raise ModelError(f"{path}: {_first_line(error)}") from None
+
+
+def read_regular_file(path: str) -> bytes:
+    """The content of ``path``, refusing (OSError) anything but a regular file without blocking on a FIFO."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(f"not a regular file ({file_kind(mode)})")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str:
+    """"a FIFO", "a socket", "a device", "a folder", "a link" or "a special file", for an ``st_mode``."""
+    import stat
+
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a link")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _details_in_process(path: str, rt: Runtime) -> dict:
