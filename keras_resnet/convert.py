@@ -32,8 +32,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from keras_resnet import __version__, console
-from keras_resnet.errors import ConfigError, DataError, ModelFileError, OutputExistsError, ValidationError
+from keras_resnet import __version__, console, runlock
+from keras_resnet.errors import (
+    ConfigError,
+    DataError,
+    ModelFileError,
+    OutputError,
+    OutputExistsError,
+    ValidationError,
+)
 from keras_resnet.files import atomic_path
 from keras_resnet.metadata import SCHEMA, embed_metadata
 from keras_resnet.model_io import load_model
@@ -140,8 +147,10 @@ def _trace(model, batch: int | None, workdir: str):
 
 
 def convert_model(model, *, quantization: str = "float32", io_type: str = "float32", batch: int | None = None,
-                  calibration: np.ndarray | None = None) -> bytes:
-    """``.tflite`` bytes of ``model``. ``calibration``: model-ready float32 images for int8 PTQ."""
+                  calibration: np.ndarray | None = None, temp_dir: str | None = None) -> bytes:
+    """``.tflite`` bytes of ``model``. ``calibration``: model-ready float32 images for int8 PTQ. ``temp_dir``: where
+    the temporary SavedModel folder goes (default: the system's temporary folder); it is removed afterwards, and
+    one left by a killed conversion is removed by the next conversion there (see :func:`convert`)."""
     import tensorflow as tf
 
     if quantization not in MODES:
@@ -151,7 +160,7 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
         raise ConfigError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
 
     def attempt(new_quantizer: bool) -> bytes:
-        workdir = tempfile.mkdtemp(prefix="keras-resnet-convert-")
+        workdir = tempfile.mkdtemp(prefix=runlock.temporary_prefix("convert"), dir=temp_dir)
         try:
             converter = _converter(model, batch, workdir)
             converter.experimental_new_quantizer = new_quantizer
@@ -356,6 +365,10 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         raise ConfigError(f"output {output} must end in .tflite")
     if os.path.exists(output) and not force:
         raise OutputExistsError(f"output {output} exists; pass --force to overwrite it")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise OutputError(f"output folder {folder} does not exist")
+    runlock.remove_stale_temporaries(folder, "convert")  # SavedModel folders of killed conversions
     path = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     model = load_model(path, unsafe=unsafe) if path is not None else model_or_path
     qat = is_qat_model(model)
@@ -391,7 +404,8 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         labels = list(data.info(spec.dataset, spec.data_dir).labels)
 
     start = time.perf_counter()
-    content = convert_model(model, quantization=quantization, io_type=io_type, batch=batch, calibration=calibration)
+    content = convert_model(model, quantization=quantization, io_type=io_type, batch=batch, calibration=calibration,
+                            temp_dir=folder)  # next to the output, not in a /tmp that may be small or shared
     seconds = time.perf_counter() - start
     counts, floating = op_summary(content)
     if spec.target == "edgetpu" and floating:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from keras_resnet import compat
+from keras_resnet import compat, runlock
 from keras_resnet import data as data_lib
 from keras_resnet.errors import ConfigError, DataError, OutputError
 from keras_resnet.files import atomic_path, atomic_write, publish, save_figure
@@ -284,6 +284,19 @@ class RunState:
                     os.remove(os.path.join(self.backup, name))
 
 
+def check_finite_losses(logs: dict, epoch: int, state: RunState, shown: str) -> None:
+    """Raise :class:`ConfigError` when an epoch ended with a NaN or infinite loss: the run stops there, and the
+    committed state (last.keras, best.keras, backup/) stays at the last good epoch."""
+    bad = {k: logs[k] for k in ("loss", "val_loss") if k in logs and not math.isfinite(float(logs[k]))}
+    if not bad:
+        return
+    what = ", ".join(f"{k} {float(v)}" for k, v in bad.items())
+    kept = (f"{shown} keeps epoch {state.epoch}, the last good one" if state.epoch else
+            "no epoch completed, so nothing was saved")
+    raise ConfigError(f"training diverged at epoch {epoch} ({what}); stopped: {kept}. Try a lower --lr (with "
+                      "another --output: a run resumes only with its own arguments)")
+
+
 @functools.cache
 def _callback_class():
     import keras
@@ -291,9 +304,11 @@ def _callback_class():
     class EpochEnd(keras.callbacks.Callback):
         """Times each epoch, logs the learning rate, then saves the backup and commits the run state."""
 
-        def __init__(self, state: RunState, model_dir: str, n_train: int, monitor: str = "val_accuracy"):
+        def __init__(self, state: RunState, model_dir: str, n_train: int, monitor: str = "val_accuracy",
+                     shown: str | None = None):
             super().__init__()
             self.state, self.model_dir, self.n_train, self.monitor = state, model_dir, n_train, monitor
+            self.shown = shown or state.output
             self.epoch_times: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -306,6 +321,7 @@ def _callback_class():
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
+            check_finite_losses(logs, epoch + 1, self.state, self.shown)  # before anything of this epoch is kept
             seconds = time.perf_counter() - self.t0
             train_seconds = self.t_train if self.t_train is not None else seconds
             self.epoch_times.append(train_seconds)
@@ -339,12 +355,31 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
     start = time.perf_counter()
     key, _ = model_spec(recipe.model)
     recipe = dataclasses.replace(recipe, model=key, builder_options=dict(recipe.builder_options))
-    dataset, data_dir, image_size = recipe.dataset, recipe.data_dir, recipe.image_size
-    output = os.path.abspath(os.path.expanduser(output or default_output(recipe)))
+    shown = output or default_output(recipe)  # as the user wrote it, for messages
+    output = os.path.abspath(os.path.expanduser(shown))
     if os.path.exists(output) and not os.path.isdir(output):
         raise OutputError(f"output {output} exists and is not a folder")
     distribution = make_strategy(strategy)  # first: multi-worker collectives must be set up before any TF op
     chief = is_chief(distribution)
+    if not chief:
+        return _train(recipe, output, shown, distribution, chief, verbose, start)
+    created = not os.path.exists(output)
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create output folder {output}: {error.strerror}") from error
+    try:
+        with runlock.hold(output, shown):  # one run per folder; a second one fails here, before loading data
+            runlock.remove_leftovers(output)  # what killed runs left: ours now that we hold the lock
+            return _train(recipe, output, shown, distribution, chief, verbose, start)
+    finally:
+        if created:  # a run refused before it wrote anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(output)
+
+
+def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, verbose, start: float) -> dict:
+    dataset, data_dir, image_size = recipe.dataset, recipe.data_dir, recipe.image_size
     info = data_lib.info(dataset, data_dir, image_size=image_size)
     x_train, y_train = data_lib.load(dataset, "train", data_dir, image_size=image_size)
     if recipe.limit is not None:
@@ -365,7 +400,7 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
         raise OutputError(f"cannot create output folder {workdir}: {error.strerror}") from error
     try:
         return _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
-                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start)
+                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start, shown)
     finally:
         if not chief:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -378,7 +413,7 @@ def default_output(recipe: Recipe) -> str:
 
 
 def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker, train_data, val_data,
-         test_data, verbose, start) -> dict:
+         test_data, verbose, start, shown=None) -> dict:
     import keras
 
     state = RunState(workdir, write=True)
@@ -417,7 +452,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
     test_ds = data_lib.eval_pipeline(*test_data, recipe.batch_size, shard_by_data=shard)
     if recipe.label_smoothing:
         train_ds, val_ds, test_ds = (one_hot_labels(ds, info.num_classes) for ds in (train_ds, val_ds, test_ds))
-    epoch_end = _callback_class()(state, state.backup, n_train)
+    epoch_end = _callback_class()(state, state.backup, n_train, shown=shown or output)
     if state.epoch < recipe.epochs:
         callbacks = [epoch_end]
         if importlib.util.find_spec("tensorboard") is not None:

@@ -15,8 +15,6 @@ from keras_resnet.errors import DataError
 from . import files
 from .conftest import run_python
 
-pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.asmatrix, to pickle one
-
 
 def _load(data: bytes, **kwargs):
     return safe_pickle.load(io.BytesIO(data), **kwargs)
@@ -70,7 +68,7 @@ class _Reduce:
     (_Reduce(np.load, "{marker}"), "numpy.load"),
     (_Reduce(np.frombuffer, b"\0" * 8), "numpy.frombuffer"),
     (np.float64(1.0), "numpy._core.multiarray.scalar"),
-    (np.asmatrix(np.eye(2)), "matrix"),
+    (np.ma.masked_array([1, 2], mask=[0, 1]), "numpy.ma.core._mareconstruct"),
 ])
 def test_anything_else_is_refused_before_it_runs(tmp_path, payload, named):
     marker = tmp_path / "CODE_RAN"
