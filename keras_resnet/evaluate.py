@@ -34,10 +34,7 @@ class Predictor:
 
 def load_keras(path: str, batch_size: int = 128, unsafe: bool = False) -> Predictor:
     """A ``.keras`` model (the safe loader, not compiled): raw pixels in, probabilities out."""
-    model = load_model(path, unsafe=unsafe)
-    if type(model).__module__.startswith("tf_keras"):
-        raise ModelFileError(f"{path} is a tf_keras (Keras 2) model; evaluate takes Keras 3 .keras files and .tflite "
-                             f"files (convert it with `keras-resnet convert`)")
+    model = load_model(path, unsafe=unsafe, keras3_only=True)  # a tf_keras file is refused before tf_keras loads
 
     def predict(images: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
