@@ -10,8 +10,9 @@ and ``int64`` labels, split into ``train``/``val``/``test`` with a fixed seed:
 ``cifar10``, ``cifar100``
     The official "python version" batches: from ``data_dir`` (the folder that holds
     ``cifar-10-batches-py`` / ``cifar-100-python``, or that folder itself), else from Keras' cache
-    ``~/.keras/datasets``, else downloaded through ``keras.datasets``. Validation: 5,000 training images
-    (stratified, seeded); test: the official test batch.
+    ``~/.keras/datasets``, else downloaded (``keras.utils.get_file``, the archive ``keras.datasets`` uses) into
+    that cache. Read with :mod:`keras_resnet.safe_pickle`, which runs no code from the files. Validation: 5,000
+    training images (stratified, seeded); test: the official test batch.
 ``fashion-mnist`` (also ``fashionmnist``, ``fashion_mnist``)
     Zalando's Fashion-MNIST: 60,000 training and 10,000 test 28×28 grayscale images of 10 clothing classes,
     read from the four original IDX files (gzipped or not) in ``data_dir``, else in
@@ -20,9 +21,12 @@ and ``int64`` labels, split into ``train``/``val``/``test`` with a fixed seed:
     Zero-padded (2 pixels each side, no resampling) to 32×32×1 so the CIFAR networks apply unchanged.
     Validation: 5,000 training images (stratified, seeded); test: the official 10,000.
 ``folder:PATH`` (or ``folder`` with ``data_dir=PATH``)
-    Images in one sub-folder per class, read with ``keras.utils.image_dataset_from_directory`` and resized
-    to ``image_size`` (default 32). If PATH holds ``train/`` (and optionally ``val/`` and ``test/``) those
-    are the splits; missing splits (or all of them, for a plain class-per-folder PATH) are carved out
+    Images (.jpg, .jpeg, .png, .bmp, .gif) in one sub-folder per class, decoded with Pillow in threads,
+    converted to RGB and resized (bilinear) to ``image_size`` (default 32). Only regular files are opened;
+    unreadable, corrupt or oversized images and non-files (FIFOs, devices, broken links) are listed in
+    :attr:`DatasetInfo.skipped` and skipped with a warning, or refused (``bad_images="refuse"``). The whole
+    dataset at ``image_size`` must fit ``FOLDER_MAX_BYTES``. If PATH holds ``train/`` (and optionally ``val/``
+    and ``test/``) those are the splits; missing splits (or all of them, for a plain class-per-folder PATH) are carved out
     with the same stratified seeded split as ``digits``.
 
 Pixel values stay in [0, 255]: normalisation is a layer of the model (see :func:`keras_resnet.train.model_for_dataset`),
@@ -36,12 +40,16 @@ import glob
 import gzip
 import os
 import pickle
+import stat
+import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from keras_resnet import safe_pickle
 from keras_resnet.errors import ConfigError, DataError
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "fashion-mnist", "folder")
@@ -52,6 +60,8 @@ Split = Literal["train", "val", "test"]
 
 CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+CIFAR_ARCHIVES = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",  # as keras.datasets
+                  "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"}
 # Horizontal flips: not for digits (a mirrored 2 is not a 2). Fashion-MNIST keeps them: clothes are (nearly)
 # left-right symmetric, every entry of the dataset's published table at >= 95% (WRN-28-10, WRN40-4,
 # DenseNet-BC, MobileNet) trains with "random crops/horizontal flips", and docs/results.md records the measurement.
@@ -69,7 +79,8 @@ class DatasetInfo:
 
     ``mean``/``variance`` are per-channel statistics of the training split's pixels (0–255 scale),
     the constants of the model's ``normalization`` layer. ``flip``: whether horizontal flips are a valid
-    augmentation (not for digits or text). ``sizes``: images per split.
+    augmentation (not for digits or text). ``sizes``: images per split. ``skipped``: ``"path: reason"`` for each
+    image of a folder dataset left out (corrupt, unreadable, too large, not a regular file).
     """
 
     name: str
@@ -81,6 +92,7 @@ class DatasetInfo:
     variance: tuple[float, ...] = (1.0, 1.0, 1.0)
     sizes: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    skipped: tuple[str, ...] = ()  # folder datasets: images that could not be read, with the reason
 
 
 def _squash(name: str) -> str:
@@ -108,20 +120,52 @@ def parse_name(name: str, data_dir: str | None = None) -> tuple[str, str | None]
     return key, data_dir
 
 
-def load(name: str, split: Split, data_dir: str | None = None, *, image_size: int | None = None
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (``uint8`` N×H×W×3) and integer labels of one split of a dataset."""
+def load(name: str, split: Split, data_dir: str | None = None, *, image_size: int | None = None,
+         bad_images: str = "skip") -> tuple[np.ndarray, np.ndarray]:
+    """Images (``uint8`` N×H×W×3) and integer labels of one split of a dataset.
+
+    ``bad_images`` (folder datasets): ``"skip"`` leaves unreadable images out (listed in
+    :attr:`DatasetInfo.skipped`, one warning), ``"refuse"`` raises :class:`DataError` naming them.
+    """
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     key, path = parse_name(name, data_dir)
-    splits, _ = _load_all(key, _norm(path), image_size if key == "folder" else None)
+    splits, meta = _load_all(key, _norm(path), image_size if key == "folder" else None)
+    _check_bad_images(meta, bad_images)
     return splits[split]
 
 
-def info(name: str, data_dir: str | None = None, *, image_size: int | None = None) -> DatasetInfo:
+def info(name: str, data_dir: str | None = None, *, image_size: int | None = None,
+         bad_images: str = "skip") -> DatasetInfo:
     """Classes, label names, image shape, flip and normalisation constants of a dataset (loads it)."""
     key, path = parse_name(name, data_dir)
-    return _load_all(key, _norm(path), image_size if key == "folder" else None)[1]
+    meta = _load_all(key, _norm(path), image_size if key == "folder" else None)[1]
+    _check_bad_images(meta, bad_images)
+    return meta
+
+
+BAD_IMAGES = ("skip", "refuse")
+_warned: set[tuple[str, tuple[int, ...]]] = set()  # (dataset, image shape) already warned about: once per load
+
+
+class DataWarning(UserWarning):
+    """Images of a folder dataset were skipped."""
+
+
+def _check_bad_images(meta: DatasetInfo, bad_images: str) -> None:
+    if bad_images not in BAD_IMAGES:
+        raise ConfigError(f"bad_images must be one of {', '.join(BAD_IMAGES)}; got {bad_images!r}")
+    if not meta.skipped:
+        return
+    count = len(meta.skipped)
+    listed = "; ".join(meta.skipped[:5]) + (f"; and {count - 5} more" if count > 5 else "")
+    if bad_images == "refuse":
+        raise DataError(f"{meta.name}: {count} unreadable image{'s' if count > 1 else ''} ({listed}); remove "
+                        f"them or use bad_images=skip")
+    if (meta.name, meta.image_shape) not in _warned:
+        _warned.add((meta.name, meta.image_shape))
+        warnings.warn(f"{meta.name}: skipped {count} unreadable image{'s' if count > 1 else ''} ({listed})",
+                      DataWarning, stacklevel=3)
 
 
 def _norm(path: str | None) -> str | None:
@@ -137,7 +181,9 @@ def _load_all(key: str, path: str | None, image_size: int | None):
     elif key == "fashion-mnist":
         splits, labels, source = _fashion_mnist(path)
     else:
-        splits, labels, source = _folder(path, image_size or 32)
+        splits, labels, source, skipped = _folder(path, image_size or 32)
+    if key != "folder":
+        skipped = ()
     for x, y in splits.values():
         x.setflags(write=False)
         y.setflags(write=False)
@@ -153,6 +199,7 @@ def _load_all(key: str, path: str | None, image_size: int | None):
         variance=variance,
         sizes={s: int(len(y)) for s, (_, y) in splits.items()},
         source=source,
+        skipped=tuple(skipped),
     )
     return splits, meta
 
@@ -232,15 +279,18 @@ def _cifar(key: str, data_dir: str | None):
         if not os.path.isdir(data_dir):
             raise DataError(f"{key}: data directory {data_dir} does not exist; {_where(key)}")
         raise DataError(f"{key}: no {_CIFAR[key][0]} files in {data_dir}; {_where(key)}")
-    if folder is None:  # not cached: let keras.datasets download it, then read its cache
+    if folder is None:  # not cached: download and extract the archive keras.datasets uses, then read it here
+        # (not keras.datasets.*.load_data(): it unpickles the batches with plain pickle)
         import keras
 
+        url = CIFAR_ARCHIVES[key]
         try:
-            getattr(keras.datasets, key).load_data()
+            # fname as keras.datasets names it: the same cache folder, ~/.keras/datasets/<folder>/<folder>
+            extracted = keras.utils.get_file(fname=_CIFAR[key][0], origin=url, extract=True, cache_subdir="datasets")
         except Exception as error:  # network errors differ by platform; all mean "could not fetch"
             raise DataError(f"{key} is not on this machine and could not be downloaded "
                             f"({error.__class__.__name__}); {_where(key)}") from error
-        folder = _cifar_folder(key, None)
+        folder = _cifar_folder(key, os.fspath(extracted)) or _cifar_folder(key, None)
         if folder is None:
             raise DataError(f"{key}: downloaded, but no {_CIFAR[key][0]} in ~/.keras/datasets; {_where(key)}")
     _, train_files, test_files, label_key, meta_file, meta_key = _CIFAR[key]
@@ -251,7 +301,7 @@ def _cifar(key: str, data_dir: str | None):
             path = os.path.join(folder, name)
             try:
                 with open(path, "rb") as f:
-                    batch = pickle.load(f, encoding="bytes")
+                    batch = safe_pickle.load(f)  # plain data and number arrays only: no code runs
                 data = np.asarray(batch[b"data"], dtype=np.uint8)
                 xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
                 ys.append(np.asarray(batch[label_key], dtype=np.int64))
@@ -265,10 +315,12 @@ def _cifar(key: str, data_dir: str | None):
     labels = CIFAR10_LABELS if key == "cifar10" else [str(i) for i in range(100)]
     try:
         with open(os.path.join(folder, meta_file), "rb") as f:
-            names = pickle.load(f, encoding="bytes")[meta_key]
+            names = safe_pickle.load(f)[meta_key]
         if len(names) == len(labels):
             labels = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError):
+    except safe_pickle.UnsafePickleError as error:  # optional, but a file naming code is refused, not skipped
+        raise DataError(f"{key}: refusing {os.path.join(folder, meta_file)}: {error}") from error
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError):
         pass  # the meta file is optional: fall back to the known names
     keep, val = stratified_split(y, 5000 / 50000)
     splits = {"train": (x[keep], y[keep]), "val": (x[val], y[val]), "test": (x_test, y_test)}
@@ -434,56 +486,155 @@ def _fashion_mnist(data_dir: str | None):
 _SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 
 
-def _folder(path: str | None, size: int):
-    import keras
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # as keras.utils.image_dataset_from_directory
+MAX_IMAGE_PIXELS = 50_000_000  # per image, read from the header before decoding (a 50 MP photo is ~150 MB as RGB)
+# The decoded dataset (images × size² × 3 bytes of uint8), checked before any decoding: 4 GiB holds 1.4 million
+# 32×32 images or 28,000 224×224 ones; --image-size 20000 on a handful of images is refused, not swapped to death.
+FOLDER_MAX_BYTES = 4 << 30
+_DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
 
+
+def _list_images(directory: str, class_names: list[str]) -> tuple[list[str], list[int], list[str]]:
+    """Image paths and labels under ``directory/CLASS/`` (recursively; linked folders visited once), and
+    ``"path: reason"`` for each name with an image extension that is not a regular file. Nothing is opened."""
+    paths, labels, bad = [], [], []
+    for label, name in enumerate(class_names):
+        root = os.path.join(directory, name)
+        seen = set()
+        for folder, dirs, names in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:  # a link back up the tree: walk it once
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs.sort()
+            for entry in sorted(names):
+                if not entry.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                full = os.path.join(folder, entry)
+                try:
+                    mode = os.stat(full).st_mode  # follows links: a link to a regular file is fine
+                except OSError as error:
+                    bad.append(f"{full}: {'broken link' if os.path.islink(full) else error.strerror}")
+                    continue
+                if not stat.S_ISREG(mode):
+                    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+                    bad.append(f"{full}: {kind}")
+                    continue
+                paths.append(full)
+                labels.append(label)
+    return paths, labels, bad
+
+
+def _decode(path: str, size: int) -> np.ndarray | str:
+    """``size×size×3`` uint8, or the reason the image cannot be read. Opens regular files only (never blocks on a
+    FIFO swapped in after the scan) and checks the pixel count in the header before decoding."""
+    from PIL import Image
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return "not a regular file"
+            with Image.open(f) as image:  # lazy: reads the header only
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    return f"{width}×{height} pixels, more than {MAX_IMAGE_PIXELS / 1e6:.0f} MP"
+                image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that is still >= size
+                rgb = image.convert("RGB").resize((size, size), Image.BILINEAR)
+                return np.asarray(rgb, dtype=np.uint8)
+    except Exception as error:  # noqa: BLE001 - hostile files raise anything (OSError, SyntaxError, struct.error...)
+        return f"{error.__class__.__name__}: {error}"[:200]
+
+
+def _read_images(directory: str, size: int, class_names: list[str] | None = None):
+    """``(x, y, class_names, skipped)`` of one class-per-folder directory."""
+    subdirs = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    if class_names is None:
+        class_names = subdirs
+    else:
+        unknown = sorted(set(subdirs) - set(class_names))
+        if unknown:
+            raise DataError(f"image folder {directory} has class folders {unknown} that the training split lacks "
+                            f"(its classes: {class_names})")
+        subdirs = [c for c in class_names if c in subdirs]
+    paths, labels, bad = _list_images(directory, [c for c in class_names if c in subdirs])
+    if subdirs != class_names:  # a split without some classes: labels index the full list
+        index = [class_names.index(c) for c in subdirs]
+        labels = [index[label] for label in labels]
+    if not paths and not bad:
+        raise DataError(f"image folder {directory} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in class "
+                        f"sub-folders")
+    return paths, labels, class_names, bad
+
+
+def _decode_all(paths: list[str], size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The images of ``paths`` (in order), a mask of those that decoded, and the reasons for the rest."""
+    x = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    bad = []
+    with ThreadPoolExecutor(max_workers=_DECODE_THREADS) as pool:
+        for i, (path, result) in enumerate(zip(paths, pool.map(lambda p: _decode(p, size), paths))):
+            if isinstance(result, str):
+                bad.append(f"{path}: {result}")
+            else:
+                x[i] = result
+                ok[i] = True
+    return x, ok, bad
+
+
+def _folder(path: str | None, size: int):
     if not path or not os.path.isdir(path):
         raise DataError(f"image folder {path} does not exist; expected PATH/CLASS_NAME/*.jpg|png|bmp|gif")
     subdirs = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     named = {split: next((os.path.join(path, d) for d in dirs if d in subdirs), None)
              for split, dirs in _SPLIT_DIRS.items()}
     layout = named["train"] is not None and set(subdirs) <= {d for dirs in _SPLIT_DIRS.values() for d in dirs}
-
-    def read(directory: str, class_names=None):
-        try:
-            ds = keras.utils.image_dataset_from_directory(
-                directory, labels="inferred", label_mode="int", class_names=class_names, color_mode="rgb",
-                batch_size=None, image_size=(size, size), shuffle=False, verbose=False)
-        except ValueError as error:
-            if "No images found" in str(error):
-                raise DataError(f"image folder {directory} holds no images (.jpg, .png, .bmp, .gif) in class "
-                                f"sub-folders") from error
-            raise DataError(f"image folder {directory}: {error}".splitlines()[0]) from error
-        names = list(ds.class_names)
-        xs, ys = [], []
-        for image, label in ds.batch(256).as_numpy_iterator():
-            xs.append(np.clip(np.round(image), 0, 255).astype(np.uint8))
-            ys.append(label.astype(np.int64))
-        if not xs:
-            raise DataError(f"image folder {directory} holds no images (jpeg, png, bmp, gif) in class sub-folders")
-        return np.concatenate(xs), np.concatenate(ys), names
-
+    directories = {"all": path} if not layout else {s: d for s, d in named.items() if d is not None}
+    listed = {}
+    names = None
+    for split in ("all", "train", "val", "test"):  # train first: its classes name the labels of val and test
+        if split in directories:
+            listed[split] = _read_images(directories[split], size, names)
+            names = listed[split][2]
+    if len(names) < 2:
+        raise DataError(f"image folder {path} needs at least 2 class sub-folders; found {names}")
+    count = sum(len(paths) for paths, *_ in listed.values())
+    need = count * size * size * 3
+    if need > FOLDER_MAX_BYTES:
+        raise DataError(f"image folder {path}: {count:,} images at --image-size {size} need {need / 2**30:.1f} GiB "
+                        f"of memory, more than the limit of {FOLDER_MAX_BYTES / 2**30:.0f} GiB; use a smaller "
+                        f"image size")
+    read, skipped = {}, []
+    for split, (paths, labels, _, bad) in listed.items():
+        x, ok, undecoded = _decode_all(paths, size)
+        skipped += bad + undecoded
+        y = np.asarray(labels, dtype=np.int64)
+        if not ok.all():
+            x, y = x[ok], y[ok]
+        if not len(y):
+            raise DataError(f"image folder {directories[split]} holds no readable images "
+                            f"({len(bad) + len(undecoded)} unreadable, e.g. {(bad + undecoded)[0]})")
+        read[split] = (x, y)
     if not layout:
-        x, y, names = read(path)
-        if len(names) < 2:
-            raise DataError(f"image folder {path} needs at least 2 class sub-folders; found {names}")
-        return _three_way(x, y), names, path
-    x, y, names = read(named["train"])
+        return _three_way(*read["all"]), names, path, skipped
+    x, y = read["train"]
     splits = {}
-    if named["test"] is None:
+    if "test" not in read:
         keep, test = stratified_split(y, 0.2)
         splits["test"] = (x[test], y[test])
         x, y = x[keep], y[keep]
     else:
-        splits["test"] = read(named["test"], names)[:2]
-    if named["val"] is None:
+        splits["test"] = read["test"]
+    if "val" not in read:
         keep, val = stratified_split(y, 0.2, SEED + 1)
         splits["val"] = (x[val], y[val])
         x, y = x[keep], y[keep]
     else:
-        splits["val"] = read(named["val"], names)[:2]
+        splits["val"] = read["val"]
     splits["train"] = (x, y)
-    return {s: splits[s] for s in SPLITS}, names, path
+    return {s: splits[s] for s in SPLITS}, names, path, skipped
 
 
 # ---- tf.data pipelines -----------------------------------------------------------------------------------

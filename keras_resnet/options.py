@@ -156,6 +156,8 @@ class Recipe:
     dataset: str = shared("dataset", "digits")
     data_dir: str | None = shared("data_dir")
     image_size: int | None = opt(None, "resize folder images to this size (default: 32)", parse=_positive_int)
+    bad_images: str = opt("skip", "corrupt or unreadable images in a folder dataset: skip them (counted) or refuse "
+                          "the dataset", choices=("skip", "refuse"))
     epochs: int = opt(30, "training epochs", parse=_positive_int)
     batch_size: int = opt(128, "global batch size, split over replicas", parse=_positive_int)
     lr: float | None = opt(None, "peak learning rate (default: 0.1 × batch size / 128)", parse=_finite)
@@ -186,6 +188,7 @@ class Recipe:
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("weight decay must be >= 0 and momentum in [0, 1)")
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("bad_images", self.bad_images, ("skip", "refuse"))
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"warm-up epochs must be in [0, epochs); got {self.warmup_epochs}")
         if not 0 < self.warmup_factor <= 1:

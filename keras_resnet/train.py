@@ -380,12 +380,13 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
 
 def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, verbose, start: float) -> dict:
     dataset, data_dir, image_size = recipe.dataset, recipe.data_dir, recipe.image_size
-    info = data_lib.info(dataset, data_dir, image_size=image_size)
-    x_train, y_train = data_lib.load(dataset, "train", data_dir, image_size=image_size)
+    folder = {"image_size": image_size, "bad_images": recipe.bad_images}  # used by folder datasets only
+    info = data_lib.info(dataset, data_dir, **folder)
+    x_train, y_train = data_lib.load(dataset, "train", data_dir, **folder)
     if recipe.limit is not None:
         x_train, y_train = x_train[:recipe.limit], y_train[:recipe.limit]
-    x_val, y_val = data_lib.load(dataset, "val", data_dir, image_size=image_size)
-    x_test, y_test = data_lib.load(dataset, "test", data_dir, image_size=image_size)
+    x_val, y_val = data_lib.load(dataset, "val", data_dir, **folder)
+    x_test, y_test = data_lib.load(dataset, "test", data_dir, **folder)
     multiworker = _is_multiworker(distribution)
     if multiworker and len(x_train) < recipe.batch_size:
         raise ConfigError(f"multi-worker training drops partial batches: batch size {recipe.batch_size} exceeds "

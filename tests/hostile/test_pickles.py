@@ -142,21 +142,68 @@ def test_size_cap():
         _load(pickle.dumps(files.cifar_batch()), max_bytes=1000)
 
 
-def test_data_loader_with_the_one_line_change(tmp_path, monkeypatch):
-    """keras_resnet.data reading a poisoned CIFAR folder once its two pickle.load calls are safe_pickle.load."""
+def test_the_data_loader_refuses_a_poisoned_cifar_folder(tmp_path):
+    """keras_resnet.data reads CIFAR batches (and the meta file) through safe_pickle: nothing runs."""
     from keras_resnet import data as data_lib
-
-    if "safe_pickle" not in open(data_lib.__file__).read():
-        shim = type("pickle", (), {"load": staticmethod(lambda f, encoding="bytes": safe_pickle.load(f)),
-                                   "UnpicklingError": pickle.UnpicklingError})
-        monkeypatch.setattr(data_lib, "pickle", shim)
     from training_helpers import write_cifar10
 
     folder = write_cifar10(tmp_path)
     marker = tmp_path / "CODE_RAN"
     files.evil_cifar_batch(folder / "data_batch_3", marker)
     data_lib._load_all.cache_clear()
-    with pytest.raises(DataError, match="data_batch_3.*(system|refusing)"):
-        data_lib.load("cifar10", "train", str(tmp_path))
-    assert not marker.exists()
+    try:
+        with pytest.raises(DataError, match="data_batch_3.*(system|refusing)"):
+            data_lib.load("cifar10", "train", str(tmp_path))
+        assert not marker.exists()
+        write_cifar10(tmp_path / "meta")
+        files.evil_cifar_batch(tmp_path / "meta" / "cifar-10-batches-py" / "batches.meta", marker)
+        with pytest.raises(DataError, match="refusing .*batches.meta"):
+            data_lib.load("cifar10", "train", str(tmp_path / "meta"))
+        assert not marker.exists()
+    finally:
+        data_lib._load_all.cache_clear()
+
+
+def test_the_download_path_reads_the_archive_through_safe_pickle(tmp_path, monkeypatch):
+    """Not cached: keras.utils.get_file fetches and extracts the archive keras.datasets uses, and the batches are
+    then read with safe_pickle (keras.datasets.cifar10.load_data() would unpickle them with plain pickle)."""
+    import keras
+
+    from keras_resnet import data as data_lib
+    from training_helpers import write_cifar10
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    marker = tmp_path / "CODE_RAN"
+    calls = []
+
+    def fake_get_file(fname=None, origin=None, extract=False, cache_subdir="datasets", **kwargs):
+        calls.append((fname, origin, extract, cache_subdir))
+        extracted = tmp_path / "download" / fname
+        if not extracted.exists():
+            write_cifar10(extracted)
+        return str(extracted)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: pytest.fail("keras.datasets unpickles"))
     data_lib._load_all.cache_clear()
+    try:
+        x, y = data_lib.load("cifar10", "test")
+        assert x.shape == (20, 32, 32, 3) and len(y) == 20
+        assert calls == [("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", True,
+                          "datasets")]
+        files.evil_cifar_batch(tmp_path / "download" / "cifar-10-batches-py" / "cifar-10-batches-py" / "test_batch",
+                               marker)
+        data_lib._load_all.cache_clear()
+        with pytest.raises(DataError, match="test_batch.*(system|refusing)"):
+            data_lib.load("cifar10", "test")
+        assert not marker.exists()
+
+        def offline(**kwargs):
+            raise OSError("no network")
+
+        monkeypatch.setattr(keras.utils, "get_file", offline)
+        data_lib._load_all.cache_clear()
+        with pytest.raises(DataError, match="cifar100 is not on this machine and could not be downloaded"):
+            data_lib.load("cifar100", "test")
+    finally:
+        data_lib._load_all.cache_clear()
