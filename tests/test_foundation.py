@@ -29,7 +29,8 @@ PACKAGE = pathlib.Path(keras_resnet.__file__).parent
 # Lowest first. A module may import modules of its own layer or of a lower one, at module level and inside
 # functions alike (a function-level import still ties the lower module to the higher one).
 LAYERS: list[set[str]] = [
-    {"errors", "files", "console", "compat", "specs", "options", "_generate_models", "safe_pickle"},
+    {"errors", "files", "console", "compat", "specs", "options", "_generate_models", "safe_pickle",
+     "runlock"},
     {"blocks", "schedules"},
     {"build", "models"},
     {"data"},
