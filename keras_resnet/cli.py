@@ -117,7 +117,7 @@ COMMANDS: dict[str, Command] = {
                       "keras_resnet.cli:models_command", tensorflow=False),
     "summary": Command("build a model by name and print its summary", _summary_arguments,
                        "keras_resnet.build:summary_command"),
-    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.train:train_command", specs=(Recipe, TrainRun),
+    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.cli:train_command", specs=(Recipe, TrainRun),
                      description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, "
                                  "weight decay 1e-4, lr ÷10 at 50% and 75% of training, pad-crop-flip augmentation).",
                      epilog=TRAIN_EPILOG),
@@ -171,6 +171,33 @@ def models_command(args: argparse.Namespace) -> int:
         if build_model is not None:
             line += f"  {build_model(key, weights=None).count_params():>12,}"
         print(line, flush=True)
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``keras-resnet train``: the arguments are :class:`~keras_resnet.options.Recipe` and ``TrainRun`` fields;
+    ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras into OUTPUT/qat.h5 (kept on a rerun)."""
+    from keras_resnet import quantize, train
+
+    recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
+    output = run.output or train.default_output(recipe)
+    summary = train.train(recipe, output, strategy=run.strategy, verbose=run.verbose)
+    if run.qat_epochs:
+        path = os.path.join(output, "qat.h5")
+        if os.path.exists(path):
+            print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
+            summary["qat"] = {"path": path}
+        else:
+            print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs", flush=True)
+            spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs)
+            result = quantize.qat_fine_tune(os.path.join(output, "best.keras"), spec, path,
+                                            verbose=2 if run.verbose else 0)
+            print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}",
+                  flush=True)
+            summary["qat"] = {"path": path, "accuracy": result.accuracy, "float_accuracy": result.float_accuracy,
+                              "epochs": result.epochs, "seconds": round(result.seconds, 1)}
+    if run.json:
+        print(console.json_line(summary), flush=True)
     return 0
 
 

@@ -10,6 +10,8 @@ stderr (file descriptor 2) at /dev/null while TensorFlow loads. Only the ``keras
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import sys
 import warnings
@@ -24,6 +26,21 @@ UPSTREAM_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
     (r".*Compiled the loaded model, but the compiled metrics", UserWarning, "inference-only loading"),
     (r".*is deprecated", DeprecationWarning, "TensorFlow/tfmot internals on Python 3.11+"),
 )
+
+
+def json_line(value) -> str:
+    """``value`` as one line of strict JSON: NaN and ±Infinity (not JSON) become null."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False)
 
 
 def debug() -> bool:

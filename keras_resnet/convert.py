@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import os
 import re
 import shutil
@@ -472,5 +471,5 @@ def convert_command(args) -> int:
     report = convert(args.model, args.output, from_args(ConvertSpec, args), force=args.force, unsafe=args.unsafe)
     print("\n".join(report.lines()), flush=True)
     if args.json:
-        print(json.dumps(asdict(report)), flush=True)
+        print(console.json_line(asdict(report)), flush=True)
     return 0

@@ -9,13 +9,13 @@ more ``LOADERS[".tflite"] = load_tflite``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from keras_resnet import console
 from keras_resnet import data as data_lib
 from keras_resnet.errors import DataError, ModelFileError
 from keras_resnet.model_io import load_model
@@ -141,5 +141,5 @@ def evaluate_command(args) -> int:
     print("  per class: " + ", ".join(f"{name} {acc:.3f}" if acc is not None else f"{name} -"
                                       for name, acc in result["per_class_accuracy"].items()))
     if args.json:
-        print(json.dumps(result, allow_nan=False), flush=True)
+        print(console.json_line(result), flush=True)
     return 0

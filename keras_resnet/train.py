@@ -552,37 +552,3 @@ def compare(models: Sequence[str], recipe: Recipe, output: str = "runs/compare",
     result = {"plot": plot, "runs": runs}
     atomic_write(os.path.join(output, "compare.json"), json.dumps(result, indent=2) + "\n")
     return result
-
-
-# ---- command line ----------------------------------------------------------------------------------------
-
-
-def train_command(args) -> int:
-    """``keras-resnet train``: the arguments are :class:`~keras_resnet.options.Recipe` and ``TrainRun`` fields."""
-    from keras_resnet.options import TrainRun, from_args
-
-    recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
-    output = run.output or default_output(recipe)
-    summary = train(recipe, output, strategy=run.strategy, verbose=run.verbose)
-    if run.qat_epochs:
-        summary["qat"] = _qat(output, recipe, run)
-    if run.json:
-        print(json.dumps(summary), flush=True)
-    return 0
-
-
-def _qat(output: str, recipe: Recipe, run) -> dict:
-    """``--qat-epochs N``: fine-tune a QAT copy of best.keras into OUTPUT/qat.h5 (kept on a rerun)."""
-    from keras_resnet import quantize
-    from keras_resnet.options import QATSpec
-
-    path = os.path.join(output, "qat.h5")
-    if os.path.exists(path):
-        print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
-        return {"path": path}
-    print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs", flush=True)
-    spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs)
-    result = quantize.qat_fine_tune(os.path.join(output, "best.keras"), spec, path, verbose=2 if run.verbose else 0)
-    print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}", flush=True)
-    return {"path": path, "accuracy": result.accuracy, "float_accuracy": result.float_accuracy,
-            "epochs": result.epochs, "seconds": round(result.seconds, 1)}
