@@ -36,11 +36,9 @@ from keras_resnet.errors import (
     ConfigError,
     DataError,
     ModelFileError,
-    OutputError,
-    OutputExistsError,
     ValidationError,
 )
-from keras_resnet.files import atomic_path
+from keras_resnet.files import atomic_path, check_output
 from keras_resnet.metadata import SCHEMA, embed_metadata
 from keras_resnet.model_io import load_model
 from keras_resnet.options import MODES, ConvertSpec
@@ -362,11 +360,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
     spec = dataclasses.replace(spec or ConvertSpec(), **fields)
     if not str(output).endswith(".tflite"):
         raise ConfigError(f"output {output} must end in .tflite")
-    if os.path.exists(output) and not force:
-        raise OutputExistsError(f"output {output} exists; pass --force to overwrite it")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise OutputError(f"output folder {folder} does not exist")
+    folder = check_output(output, force=force)
     runlock.remove_stale_temporaries(folder, "convert")  # SavedModel folders of killed conversions
     path = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     model = load_model(path, unsafe=unsafe) if path is not None else model_or_path

@@ -16,13 +16,9 @@ from collections.abc import Iterator
 from keras_resnet.errors import OutputError, OutputExistsError
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[str]:
-    """Yield a fresh temporary path next to ``path`` (same suffix); on success move it over ``path``.
-
-    With ``force=False`` an existing ``path`` is refused (:class:`OutputExistsError`). On any failure the
-    temporary file is removed and ``path`` is untouched.
-    """
+def check_output(path: str | os.PathLike, *, force: bool) -> str:
+    """Refuse an output that cannot be written (a folder, an existing file without ``force``, a missing folder);
+    returns its folder. Called before expensive work, and again by :func:`atomic_path` when writing."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise OutputError(f"output {path} is a folder")
@@ -31,6 +27,18 @@ def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[str]
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder {folder} does not exist")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[str]:
+    """Yield a fresh temporary path next to ``path`` (same suffix); on success move it over ``path``.
+
+    With ``force=False`` an existing ``path`` is refused (:class:`OutputExistsError`). On any failure the
+    temporary file is removed and ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    folder = check_output(path, force=force)
     base, suffix = os.path.splitext(os.path.basename(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from keras_resnet import compat
-from keras_resnet.errors import ConfigError, DataError, ModelFileError, OutputExistsError
-from keras_resnet.files import atomic_path
+from keras_resnet.errors import ConfigError, DataError, ModelFileError
+from keras_resnet.files import atomic_path, check_output
 from keras_resnet.model_io import load_model
 from keras_resnet.options import QATSpec
 
@@ -500,8 +500,7 @@ def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool
     from keras_resnet import data
 
     _check_qat_output(output_path)
-    if os.path.exists(output_path) and not force:
-        raise OutputExistsError(f"output {output_path} exists; pass --force to overwrite it")
+    check_output(output_path, force=force)
     model = load_model(model_or_path, unsafe=unsafe) if isinstance(model_or_path, (str, os.PathLike)) \
         else model_or_path
     start = time.perf_counter()
