@@ -223,6 +223,23 @@ def transfer_weights(source, target, *, strict: bool = True) -> int:
     return copied
 
 
+def predict(model, x, batch_size: int = 32):
+    """``model.predict(x)`` with every batch padded to ``batch_size`` images (outputs trimmed back).
+
+    Keras traces its predict function once per input shape, so a partial last batch costs a second trace on every
+    call, and repeated calls (one per conversion, per QAT evaluation) end in tf.function retracing warnings.
+    Works for Keras 3 and tf_keras models.
+    """
+    import numpy as np
+
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    pad = (-n) % batch_size
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), np.float32)])
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))[:n]
+
+
 def build_named(key: str, *, include_top: bool = True, weights: str | None = None, input_tensor=None,
                 input_shape: Sequence[int] | None = None, pooling: str | None = None, classes: int | None = None,
                 classifier_activation: str | Callable | None = "softmax", name: str | None = None,

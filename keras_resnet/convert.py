@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from keras_resnet import __version__, console, runlock
+from keras_resnet.build import predict
 from keras_resnet.errors import (
     ConfigError,
     DataError,
@@ -260,7 +261,7 @@ def compare(runner, model, pixels: np.ndarray, prepared: np.ndarray, y: np.ndarr
     """Top-1 agreement and output differences of the device runner on ``pixels`` and the Keras model on the
     same images ``prepared`` for it."""
     ours = runner.predict_arrays(pixels)
-    theirs = np.asarray(model.predict(prepared, batch_size=32, verbose=0), np.float32)
+    theirs = np.asarray(predict(model, prepared, 32), np.float32)
     diff = np.abs(ours - theirs)
     result = {"agreement": float(np.mean(ours.argmax(-1) == theirs.argmax(-1))),
               "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_resnet import console
+from keras_resnet import build, console
 from keras_resnet import data as data_lib
 from keras_resnet.errors import DataError, ModelFileError
 from keras_resnet.model_io import load_model
@@ -37,7 +37,7 @@ def load_keras(path: str, batch_size: int = 128, unsafe: bool = False) -> Predic
     model = load_model(path, unsafe=unsafe, keras3_only=True)  # a tf_keras file is refused before tf_keras loads
 
     def predict(images: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0))
+        return build.predict(model, images, batch_size)
 
     shape = tuple(int(d) if d is not None else -1 for d in model.input_shape[1:])
     return Predictor(predict, shape, model.name, "keras")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from keras_resnet import compat
+from keras_resnet.build import predict
 from keras_resnet.errors import ConfigError, DataError, ModelFileError
 from keras_resnet.files import atomic_path, check_output
 from keras_resnet.model_io import load_model
@@ -477,7 +478,7 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
 
 def accuracy(model, x, y, batch_size: int = 128) -> float:
     """Top-1 accuracy of a Keras 3 or tf_keras model on float32 pixels."""
-    predictions = model.predict(np.asarray(x, "float32"), batch_size=batch_size, verbose=0)
+    predictions = predict(model, x, batch_size)
     return float(np.mean(np.argmax(predictions, -1) == np.asarray(y).reshape(-1)))
 
 
