@@ -316,7 +316,7 @@ class DemoSettings:
     model: str = opt("resnet20", "a name from `keras-resnet models`")
     dataset: str = shared("dataset", "digits")
     data_dir: str | None = shared("data_dir")
-    epochs: int = opt(15, "float training epochs (cosine schedule, label smoothing 0.1)", parse=_positive_int)
+    epochs: int = opt(12, "float training epochs (cosine schedule, label smoothing 0.1)", parse=_positive_int)
     qat_epochs: int = opt(1, "QAT fine-tuning epochs", parse=int)
     batch_size: int = opt(64, "batch size", parse=_positive_int)
     output: str = shared("output", "demo-output", help="folder for models, table and plots")
