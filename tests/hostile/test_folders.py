@@ -8,12 +8,11 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
+from training_helpers import write_image_folder
 
 from keras_resnet import data
 from keras_resnet.errors import ConfigError, DataError
 from keras_resnet.options import Recipe
-
-from training_helpers import write_image_folder
 
 
 @pytest.fixture(autouse=True)

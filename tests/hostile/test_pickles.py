@@ -144,8 +144,9 @@ def test_size_cap():
 
 def test_the_data_loader_refuses_a_poisoned_cifar_folder(tmp_path):
     """keras_resnet.data reads CIFAR batches (and the meta file) through safe_pickle: nothing runs."""
-    from keras_resnet import data as data_lib
     from training_helpers import write_cifar10
+
+    from keras_resnet import data as data_lib
 
     folder = write_cifar10(tmp_path)
     marker = tmp_path / "CODE_RAN"
@@ -168,9 +169,9 @@ def test_the_download_path_reads_the_archive_through_safe_pickle(tmp_path, monke
     """Not cached: keras.utils.get_file fetches and extracts the archive keras.datasets uses, and the batches are
     then read with safe_pickle (keras.datasets.cifar10.load_data() would unpickle them with plain pickle)."""
     import keras
+    from training_helpers import write_cifar10
 
     from keras_resnet import data as data_lib
-    from training_helpers import write_cifar10
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     marker = tmp_path / "CODE_RAN"
