@@ -168,14 +168,13 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # No pyplot: the caller's backend (a notebook's inline one) is left alone.
+    from matplotlib.figure import Figure
 
     tflite = [r for r in rows if r["median_ms"] is not None]
     names = [r["format"] for r in tflite]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    fig = Figure(figsize=(12, 3.5))
+    axes = fig.subplots(1, 3)
     for ax, key, label in zip(axes, ("accuracy", "size_mb", "median_ms"),
                               ("test accuracy", "size (MB)", "median latency (ms)"), strict=True):
         ax.bar(names, [r[key] for r in tflite], color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"][: len(names)])

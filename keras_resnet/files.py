@@ -80,11 +80,9 @@ def publish(src: str, dst: str) -> None:
 
 
 def save_figure(fig, path: str) -> None:
-    """Save a matplotlib figure as PNG through :func:`atomic_path` and close it."""
-    import matplotlib.pyplot as plt
+    """Save a matplotlib ``Figure`` as PNG through :func:`atomic_path`.
 
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    Callers build ``matplotlib.figure.Figure`` objects without pyplot, so no backend is switched (a notebook's inline
+    plots keep working) and nothing needs closing."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

@@ -196,13 +196,12 @@ def _history_csv(rows: list[dict]) -> str:
 
 def plot_curves(rows: list[dict], path: str, title: str = "") -> None:
     """Loss and accuracy per epoch (train and validation) as a PNG, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # No pyplot: the caller's backend (a notebook's inline one) is left alone.
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         for prefix, style in (("", "--"), ("val_", "-")):
             values = [r.get(prefix + metric) for r in rows]
@@ -521,17 +520,16 @@ def compare(models: Sequence[str], recipe: Recipe, output: str = "runs/compare",
     Writes ``OUTPUT/MODEL/`` per run, ``OUTPUT/compare.png`` (dashed: training error, solid: validation
     error) and ``OUTPUT/compare.json``; returns ``{"plot": path, "runs": {model: summary}}``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # No pyplot: the caller's backend (a notebook's inline one) is left alone.
+    from matplotlib.figure import Figure
 
     if not models:
         raise ConfigError("compare needs at least one model")
     dataset = recipe.dataset
     runs = {m: train(dataclasses.replace(recipe, model=m), os.path.join(output, normalize_name(m)), verbose=verbose)
             for m in models}
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
     for k, (name, summary) in enumerate(runs.items()):
         with open(summary["files"]["history.csv"]) as f:
             rows = list(csv.DictReader(f))
