@@ -1,0 +1,163 @@
+"""Fashion-MNIST runs on an accelerator with the JAX backend: the deeper ResNet and the degradation experiment at
+full size (55,000 training images), which do not fit in a working session on 2 CPU cores.
+
+The model, its input normalisation, the optimizer, the schedule and the loss are keras_resnet's own
+(``train.model_for_dataset`` and ``train.compile_model`` with a ``Recipe``), so a run here differs from
+``keras-resnet train`` only in its backend (JAX, no TensorFlow on the machine) and its input pipeline: the same
+pad-4 random crop and horizontal flip as ``data.augment_batch``, done in numpy once per epoch. Every run is a
+separate process; they share the one GPU (the models are small: one alone leaves the GPU mostly idle). Each run
+writes ``OUT/<name>.json`` after every epoch (history with train, validation and test accuracy), so a run cut
+short still reports how far it got.
+
+    KERAS_BACKEND=jax python benchmarks/fmnist_gpu.py --data-dir DIR --out OUT \
+        --run resnet56:resnet56:20:cosine:5e-4 --run plain20-d:plain20:12:step:1e-4 ...
+
+A run is ``NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY`` (batch 128, lr 0.1, SGD momentum 0.9, seed 0).
+``benchmarks/results.py --gpu-results OUT/all.json`` puts the results into docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # keras_resnet from this checkout
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, *, pad: int = 4, flip: bool = True) -> np.ndarray:
+    """Pad-``pad`` random crops (zero padding) and random horizontal flips, as ``data.augment_batch``."""
+    n, h, w, _ = x.shape
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))
+    rows = offsets[:, :1] + np.arange(h)[None, :]
+    cols = offsets[:, 1:] + np.arange(w)[None, :]
+    if flip:
+        mirror = rng.integers(0, 2, size=(n, 1)).astype(bool)
+        cols = np.where(mirror, cols[:, ::-1], cols)
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def one_run(spec: str, args) -> None:
+    import jax
+    import keras
+
+    from keras_resnet import data, train
+    from keras_resnet.options import Recipe
+
+    name, model_name, epochs, schedule, wd = spec.split(":")
+    recipe = Recipe(model=model_name, dataset="fashion-mnist", data_dir=args.data_dir, epochs=int(epochs),
+                    batch_size=args.batch_size, lr=0.1, weight_decay=float(wd), schedule=schedule, seed=0,
+                    limit=args.limit)
+    keras.utils.set_random_seed(recipe.seed)
+    info = data.info("fashion-mnist", args.data_dir)
+    (x, y), (xv, yv), (xt, yt) = (data.load("fashion-mnist", s, args.data_dir) for s in ("train", "val", "test"))
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+        xv, yv, xt, yt = xv[:args.limit], yv[:args.limit], xt[:args.limit], yt[:args.limit]
+    steps = -(-len(x) // recipe.batch_size)
+    model = train.model_for_dataset(recipe.model, info, weight_decay=recipe.weight_decay)
+    train.compile_model(model, recipe, steps, info.num_classes)
+    rng = np.random.default_rng(recipe.seed)
+    xv, xt = xv.astype(np.float32), xt.astype(np.float32)
+    result = {"name": name, "model": model_name, "parameters": int(model.count_params()),
+              "train_images": len(x), "test_images": len(xt), "val_images": len(xv), "epochs": 0,
+              "steps": 0, "recipe": {k: v for k, v in vars(recipe).items() if k != "builder_options"},
+              "backend": keras.backend.backend(), "keras": keras.__version__, "jax": jax.__version__,
+              "device": str(jax.devices()[0].device_kind), "history": [], "command": " ".join(sys.argv)}
+    start = time.perf_counter()
+    train_time = 0.0
+    for epoch in range(recipe.epochs):
+        t0 = time.perf_counter()
+        xa = augment(x, rng, flip=info.flip).astype(np.float32)
+        fit = model.fit(xa, y, batch_size=recipe.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
+                        verbose=0)
+        epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
+        val = model.evaluate(xv, yv, batch_size=1000, verbose=0, return_dict=True)
+        test = model.evaluate(xt, yt, batch_size=1000, verbose=0, return_dict=True)
+        row = {"epoch": epoch + 1, "accuracy": float(fit.history["accuracy"][-1]),
+               "loss": float(fit.history["loss"][-1]), "val_accuracy": float(val["accuracy"]),
+               "val_loss": float(val["loss"]), "test_accuracy": float(test["accuracy"]),
+               "epoch_time_s": round(epoch_time, 2)}
+        result["history"].append(row)
+        best = max(result["history"], key=lambda r: r["val_accuracy"])
+        times = sorted(r["epoch_time_s"] for r in result["history"][1:]) or [epoch_time]  # epoch 1 compiles
+        result.update(epochs=epoch + 1, steps=(epoch + 1) * steps, test_accuracy=best["test_accuracy"],
+                      best_epoch=best["epoch"], val_accuracy=best["val_accuracy"],
+                      last_test_accuracy=row["test_accuracy"], train_time_s=round(train_time, 1),
+                      wall_s=round(time.perf_counter() - start, 1),
+                      images_per_s=round(len(x) / times[len(times) // 2], 1))
+        tmp = os.path.join(args.out, f".{name}.json")
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, os.path.join(args.out, f"{name}.json"))
+        print(f"{name} epoch {epoch + 1}/{recipe.epochs}: train {row['accuracy']:.4f} val {row['val_accuracy']:.4f} "
+              f"test {row['test_accuracy']:.4f} ({epoch_time:.1f} s)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", action="append", required=True, help="NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", type=int, help="first N images of each split (a quick check of this script)")
+    p.add_argument("--deadline", type=float, default=0, help="stop every run after this many seconds")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.one:
+        one_run(args.run[0], args)
+        return 0
+    if os.environ.get("KERAS_BACKEND") != "jax":
+        raise SystemExit("error: set KERAS_BACKEND=jax")
+    # Each process takes a share of GPU memory, not JAX's default 75%.
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONUNBUFFERED": "1"}
+    common = [sys.executable, os.path.abspath(__file__), "--one", "--data-dir", args.data_dir, "--out", args.out,
+              "--batch-size", str(args.batch_size), *(["--limit", str(args.limit)] if args.limit else [])]
+    start = time.time()
+    procs = {spec: subprocess.Popen([*common, "--run", spec], env=env) for spec in args.run}
+    codes = {}
+    while len(codes) < len(procs):
+        for spec, proc in procs.items():
+            if spec not in codes and proc.poll() is not None:
+                codes[spec] = proc.returncode
+        if args.deadline and time.time() - start > args.deadline:
+            for spec, proc in procs.items():
+                if spec not in codes:
+                    proc.kill()
+                    codes[spec] = "killed at the deadline"
+        time.sleep(1)
+    runs = {}
+    for spec in args.run:
+        path = os.path.join(args.out, spec.split(":")[0] + ".json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                runs[spec.split(":")[0]] = json.load(f)
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True).stdout.strip() if shutil_which("nvidia-smi") else ""
+    summary = {"runs": runs, "exit": {s.split(":")[0]: c for s, c in codes.items()}, "gpu": gpu,
+               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "parallel_runs": len(args.run), "wall_s": round(time.time() - start, 1)}
+    with open(os.path.join(args.out, "all.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))
+    return 0 if all(c == 0 for c in codes.values()) else 1
+
+
+def shutil_which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""benchmarks/results.py and benchmarks/fmnist_gpu.py: the numbers in docs/results.md come from here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+results = _module("results")
+fmnist_gpu = _module("fmnist_gpu")
+
+
+def test_wilson_interval_matches_the_published_figure():
+    lo, hi = results.wilson(9415, 10000)  # ResNet-20's 94.15% on 10,000 test images in docs/results.md
+    assert (round(100 * lo, 2), round(100 * hi, 2)) == (93.67, 94.59)
+    lo, hi = results.wilson(0, 100)
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0.03 < hi < 0.04
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_gpu_augmentation_is_a_padded_crop(flip):
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 255, size=(64, 8, 8, 1), dtype=np.uint8)  # no zeros: padding is recognisable
+    out = fmnist_gpu.augment(x, np.random.default_rng(0), pad=2, flip=flip)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    mirrored = 0
+    for i in range(len(x)):
+        windows = [padded[i, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
+        if any(np.array_equal(out[i], w) for w in windows):
+            continue
+        assert flip and any(np.array_equal(out[i], w[:, ::-1]) for w in windows), i
+        mirrored += 1
+    if flip:
+        assert 10 < mirrored < 54  # about half, and not all: a random flip, not a constant one
+    assert not all(np.array_equal(out[i], x[i]) for i in range(len(x)))  # random offsets, not the identity
+
+
+def _run(model: str, acc: float, train_acc: float, epochs: int = 2) -> dict:
+    history = [{"epoch": e + 1, "accuracy": train_acc - 0.1 * (epochs - 1 - e), "val_accuracy": acc,
+                "test_accuracy": acc} for e in range(epochs)]
+    return {"model": model, "parameters": 1000, "train_images": 1280, "test_images": 10000, "epochs": epochs,
+            "steps": epochs * 10, "recipe": {"batch_size": 128}, "history": history, "test_accuracy": acc,
+            "last_test_accuracy": acc, "val_accuracy": acc, "images_per_s": 10.0, "train_time_s": 60.0,
+            "wall_s": 61.0, "device": "GPU", "keras": "3", "jax": "0"}
+
+
+def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
+    runs = {f"degradation-{kind}{depth}": _run(f"{kind}{depth}", 0.9, 0.95 if depth == 20 else 0.85)
+            for kind, depth in results.DEGRADATION}
+    runs["resnet20"] = _run("resnet20", 0.9200, 0.95)  # outside the CPU run's interval below
+    accel = tmp_path / "all.json"
+    accel.write_text(json.dumps({"runs": runs, "gpu": "Test GPU", "wall_s": 100, "command": "python x"}))
+    cpu_runs = tmp_path / "runs"
+    cpu_runs.mkdir()
+    cpu = {**_run("resnet20", 0.9415, 0.95), "command": "keras-resnet train ..."}
+    (cpu_runs / "results.json").write_text(json.dumps({"runs": {"resnet20": cpu}}))
+    args = argparse.Namespace(runs=str(cpu_runs), cli="keras-resnet", data_dir=None, dry_run=False,
+                              accelerator_results=str(accel), d_limit=10000)
+    runner = results.Runner(args)
+    out = tmp_path / "results.md"
+    results.report(runner, str(out))
+    text = out.read_text()
+    assert "92.00% against the CPU run's 94.15%, outside that run's 95% interval (93.67–94.59%)" in text
+    assert "plain +10.0 points" in text  # final train error 15% at depth 56 against 5% at depth 20
+    assert "All 1,280 training images" in text
+    figure = tmp_path / "fig.png"
+    results.degradation_figure(runner, str(figure))
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
