@@ -12,7 +12,8 @@ short still reports how far it got.
     KERAS_BACKEND=jax python benchmarks/fmnist_gpu.py --data-dir DIR --out OUT \
         --run resnet56:resnet56:20:cosine:5e-4 --run plain20-d:plain20:12:step:1e-4 ...
 
-A run is ``NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY`` (batch 128, lr 0.1, SGD momentum 0.9, seed 0).
+A run is ``NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY[:SEED[:noflip]]`` (batch 128, lr 0.1, SGD momentum 0.9,
+seed 0 unless given; ``noflip``: pad-and-crop only, no horizontal flips).
 ``benchmarks/results.py --gpu-results OUT/all.json`` puts the results into docs/results.md.
 """
 
@@ -52,9 +53,11 @@ def one_run(spec: str, args) -> None:
     from keras_resnet import data, train
     from keras_resnet.options import Recipe
 
-    name, model_name, epochs, schedule, wd = spec.split(":")
+    name, model_name, epochs, schedule, wd, *rest = spec.split(":")
+    seed = int(rest[0]) if rest else 0
+    flip = not (len(rest) > 1 and rest[1] == "noflip")
     recipe = Recipe(model=model_name, dataset="fashion-mnist", data_dir=args.data_dir, epochs=int(epochs),
-                    batch_size=args.batch_size, lr=0.1, weight_decay=float(wd), schedule=schedule, seed=0,
+                    batch_size=args.batch_size, lr=0.1, weight_decay=float(wd), schedule=schedule, seed=seed,
                     limit=args.limit)
     keras.utils.set_random_seed(recipe.seed)
     info = data.info("fashion-mnist", args.data_dir)
@@ -70,13 +73,13 @@ def one_run(spec: str, args) -> None:
     result = {"name": name, "model": model_name, "parameters": int(model.count_params()),
               "train_images": len(x), "test_images": len(xt), "val_images": len(xv), "epochs": 0,
               "steps": 0, "recipe": {k: v for k, v in vars(recipe).items() if k != "builder_options"},
-              "backend": keras.backend.backend(), "keras": keras.__version__, "jax": jax.__version__,
+              "flip": bool(info.flip and flip), "backend": keras.backend.backend(), "keras": keras.__version__, "jax": jax.__version__,
               "device": str(jax.devices()[0].device_kind), "history": [], "command": " ".join(sys.argv)}
     start = time.perf_counter()
     train_time = 0.0
     for epoch in range(recipe.epochs):
         t0 = time.perf_counter()
-        xa = augment(x, rng, flip=info.flip).astype(np.float32)
+        xa = augment(x, rng, flip=info.flip and flip).astype(np.float32)
         fit = model.fit(xa, y, batch_size=recipe.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
                         verbose=0)
         epoch_time = time.perf_counter() - t0
@@ -105,7 +108,8 @@ def one_run(spec: str, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", action="append", required=True, help="NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY")
+    p.add_argument("--run", action="append", required=True,
+                   help="NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY[:SEED[:noflip]]")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--batch-size", type=int, default=128)

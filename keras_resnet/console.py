@@ -99,6 +99,11 @@ def import_tensorflow(silenced: bool = True):
         with native_stderr_silenced():
             import keras  # noqa: F401  (its backend import repeats some of TensorFlow's lines)
             import tensorflow as tf
+
+            # Where a CUDA toolkit is installed without a GPU, the first op's platform probe prints a cuInit
+            # error line (TF 2.21); probing here, silenced, keeps it out of consoles and stored notebooks.
+            # Physical devices only: logical devices (virtual CPUs for tests) can still be configured.
+            tf.config.list_physical_devices()
     tf.get_logger().setLevel("ERROR")
     try:
         from absl import logging as absl_logging

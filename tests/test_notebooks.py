@@ -29,11 +29,13 @@ NOTEBOOKS = ROOT / "notebooks"
 #        strings that must appear in the notebook's printed output)
 CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "01_why_residual.ipynb": (
-        "EPOCHS = 1\nDEPTHS = (20,)\nLIMIT = 128\nGRAD_DEPTHS = (20,)\nGRAD_BATCH = 32\n",
+        "EPOCHS = 1\nDEPTHS = (20,)\nLIMIT = 128\nGRAD_DEPTHS = (20,)\nGRAD_BATCH = 32\n"
+        f"FMNIST_RESULTS = {str(ROOT / 'benchmarks' / 'fmnist_gpu_results.json')!r}\n",
         ["runs/01_why_residual/digits.png", "runs/01_why_residual/gradient_norms.png",
          "runs/01_why_residual/degradation.png", "runs/01_why_residual/results.json",
-         "runs/01_why_residual/resnet20/best.keras"],
-        ["gradient norms span", "train loss", "val error %", "test accuracy %", "resnet20", "plain20", "highway20"],
+         "runs/01_why_residual/resnet20/best.keras", "runs/01_why_residual/degradation_fmnist.png"],
+        ["gradient norms span", "train loss", "val error %", "test accuracy %", "resnet20", "plain20", "highway20",
+         "final train error, depth 56 minus depth 20", "plain56"],
     ),
     "02_build_your_own.ipynb": (
         "EPOCHS = 1\nLIMIT = 128\nWEIGHTS_SIZE = 64\n",
