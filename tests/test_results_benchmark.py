@@ -54,7 +54,7 @@ def _run(model: str, acc: float, train_acc: float, epochs: int = 2) -> dict:
     history = [{"epoch": e + 1, "accuracy": train_acc - 0.1 * (epochs - 1 - e), "val_accuracy": acc,
                 "test_accuracy": acc} for e in range(epochs)]
     return {"model": model, "parameters": 1000, "train_images": 1280, "test_images": 10000, "epochs": epochs,
-            "steps": epochs * 10, "recipe": {"batch_size": 128}, "history": history, "test_accuracy": acc,
+            "steps": epochs * 10, "recipe": {"batch_size": 128, "seed": 0}, "history": history, "test_accuracy": acc,
             "last_test_accuracy": acc, "val_accuracy": acc, "images_per_s": 10.0, "train_time_s": 60.0,
             "wall_s": 61.0, "device": "GPU", "keras": "3", "jax": "0"}
 
@@ -69,8 +69,11 @@ def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
     cpu_runs.mkdir()
     cpu = {**_run("resnet20", 0.9415, 0.95), "command": "keras-resnet train ..."}
     (cpu_runs / "results.json").write_text(json.dumps({"runs": {"resnet20": cpu}}))
+    noflip = {**_run("resnet20", 0.8463, 0.87), "flip": False}
+    flip_file = tmp_path / "flip.json"
+    flip_file.write_text(json.dumps({"runs": {"noflip-seed0": noflip}, "wall_s": [60], "command": "python y"}))
     args = argparse.Namespace(runs=str(cpu_runs), cli="keras-resnet", data_dir=None, dry_run=False,
-                              accelerator_results=str(accel), d_limit=10000)
+                              accelerator_results=str(accel), flip_results=str(flip_file), d_limit=10000)
     runner = results.Runner(args)
     out = tmp_path / "results.md"
     results.report(runner, str(out))
@@ -78,6 +81,8 @@ def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
     assert "92.00% against the CPU run's 94.15%, outside that run's 95% interval (93.67–94.59%)" in text
     assert "plain +10.0 points" in text  # final train error 15% at depth 56 against 5% at depth 20
     assert "All 1,280 training images" in text
+    assert "| 0 | 92.00% | 5.00% | 84.63% | 13.00% |" in text  # the control run is seed 0 with flips
+    assert "Runs that stalled below 90%: 0 with flips, 1 without" in text
     figure = tmp_path / "fig.png"
     results.degradation_figure(runner, str(figure))
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
