@@ -477,6 +477,7 @@ print(json.dumps({"model": name, "images": len(x), "rounds": rounds, "ours_image
 def stage_e(r: Runner) -> None:
     """Throughput of keras-resnet train's pipeline against plain in-memory model.fit of the same model."""
     rows = []
+    load_before = os.getloadavg()[0]
     for name in ("resnet20", "resnet56"):
         command = [sys.executable, "-c", THROUGHPUT_CODE, name, str(r.args.e_images), str(r.args.e_rounds),
                    r.data_dir or ""]
@@ -490,7 +491,8 @@ def stage_e(r: Runner) -> None:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"  {rows[-1]}", flush=True)
     if not r.args.dry_run:
-        r.results["throughput"] = {"rows": rows, "cpu": cpu_info(), "finished": _now()}
+        r.results["throughput"] = {"rows": rows, "cpu": cpu_info(), "finished": _now(),
+                                   "load": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
         r.save()
 
 
@@ -770,7 +772,12 @@ def report(r: Runner, path: str) -> None:
                 "process: `model.fit` on pre-augmented float32 arrays in memory, no input work at all. "
                 f"{t['rows'][0]['images']:,} training images per timed epoch, {t['rows'][0]['rounds']} alternating "
                 f"rounds each, medians; CPU: {t['cpu']['model']}, {t['cpu']['cores']} cores, flags "
-                f"{', '.join(t['cpu']['flags'])}, shared with other work.", "",
+                f"{', '.join(t['cpu']['flags'])}, shared with other work"
+                + (f" (1-minute load average {t['load'][0]} at the start, {t['load'][1]} at the end, on 2 cores)"
+                   if t.get("load") else "") + ". Under a load several times the core count the alternating "
+                "rounds cannot cancel the swings: a ratio far from 1 then says more about the load than about "
+                "the pipeline. On an idle machine (docs/training.md, `benchmarks/bench_train.py`) the pipeline "
+                "runs at 0.97–1.03× of in-memory arrays (ResNet-20 and ResNet-56 on digits).", "",
                 "| model | keras-resnet train pipeline | in-memory model.fit | ratio |", "|---|---|---|---|"]
         for row in t["rows"]:
             out.append(f"| {row['model']} | {row['ours_images_per_s']:.1f} images/s | "
