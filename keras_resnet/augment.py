@@ -173,5 +173,5 @@ def mix_batch(images, labels, seed, *, mixup_alpha: float = 0.0, cutmix_alpha: f
     lam = cutmix * cut_lam + (1.0 - cutmix) * lam
     applied = tf.cast(apply, tf.float32)
     weight, lam = applied * weight, applied * lam + (1.0 - applied)
-    out = images + weight * (other - images)
+    out = (1.0 - weight) * images + weight * other  # exact where weight is 0 or 1 (cutmix pixels)
     return out, lam * labels + (1.0 - lam) * tf.reverse(labels, [0])
