@@ -168,9 +168,25 @@ def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOp
     return x
 
 
+def drop_path(y, rate: float, name: str):
+    """Stochastic depth on a residual branch: ``Dropout`` with ``noise_shape=(None, 1, 1, 1)``.
+
+    In training it zeroes the whole branch of a sample with probability ``rate`` and scales the kept ones by
+    ``1 / (1 - rate)`` (timm's ``drop_path``); at inference it is the identity. A built-in layer, not a custom
+    one: tfmot passes Dropout through, safe loading needs no new class, and the TFLite converter removes it
+    (tests/test_recipe.py compares the op lists).
+    """
+    if not rate:
+        return y
+    return keras_lib(y).layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop")(y)
+
+
 def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = "block",
-          opts: BlockOptions = BlockOptions()):
-    """One block: a branch of ``BRANCHES[kind]`` convs, joined to its input as ``opts.skip`` says."""
+          opts: BlockOptions = BlockOptions(), drop_rate: float = 0.0):
+    """One block: a branch of ``BRANCHES[kind]`` convs, joined to its input as ``opts.skip`` says.
+
+    ``drop_rate``: this block's stochastic-depth rate (residual blocks only; see :func:`drop_path`).
+    """
     layout = BRANCHES[kind]
     stride_at = next(i for i, (k, _, _) in enumerate(layout) if k == 3) if opts.stride_on == "3x3" else 0
     widths = [int(round(filters * mult * (opts.width if widen else 1))) for _, mult, widen in layout]
@@ -203,6 +219,8 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
         gate = lib.layers.Activation("sigmoid", name=f"{name}_gate")(gate)
         delta = lib.layers.Subtract(name=f"{name}_delta")([y, carry])
         y = lib.layers.Multiply(name=f"{name}_gated")([gate, delta])
+    elif drop_rate:
+        y = drop_path(y, drop_rate, name)
     if opts.preact:
         return lib.layers.Add(name=f"{name}_out")([carry, y])
     return relu(lib.layers.Add(name=f"{name}_add")([carry, y]), f"{name}_out")
@@ -220,8 +238,10 @@ def bottleneck_block(x, filters: int, *, stride: int = 1, name: str = "block",
 
 
 def stack(x, filters: int, blocks: int, kind: str, *, stride: int, name: str, opts: BlockOptions,
-          stride_last: bool = False):
+          stride_last: bool = False, drop_rates: tuple[float, ...] = ()):
     """``blocks`` blocks named ``{name}_block{i}``; the stride goes on the first (or, keras V2, the last).
+
+    ``drop_rates``: each block's stochastic-depth rate (empty: none).
 
     Returns ``(output, feature)``: the feature is the stage's last tensor at its working resolution.
     """
@@ -230,5 +250,6 @@ def stack(x, filters: int, blocks: int, kind: str, *, stride: int, name: str, op
         s = stride if (i == blocks if stride_last else i == 1) else 1
         if s > 1 and i > 1:
             feature = x
-        x = block(x, filters, kind, stride=s, name=f"{name}_block{i}", opts=opts)
+        x = block(x, filters, kind, stride=s, name=f"{name}_block{i}", opts=opts,
+                  drop_rate=drop_rates[i - 1] if drop_rates else 0.0)
     return x, (feature if stride_last and stride > 1 else x)

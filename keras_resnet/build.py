@@ -39,6 +39,13 @@ def build_stem(x, stem: Stem, filters: int, opts: BlockOptions):
     return lib.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
+def drop_path_rates(rate: float, blocks: int) -> tuple[float, ...]:
+    """Stochastic-depth rate of each block: linear from 0 (first) to ``rate`` (last), as timm's ResNet."""
+    if not rate:
+        return ()
+    return tuple(rate * i / max(blocks - 1, 1) for i in range(blocks))
+
+
 def ResNet(
     arch: Arch,
     *,
@@ -86,12 +93,14 @@ def _resnet(arch, include_top, weights, input_tensor, input_shape, pooling, clas
         inputs = lib.utils.get_source_inputs(input_tensor)
     x = build_stem(x, stem, arch.filters[0], options)
     outputs = {}
+    rates = drop_path_rates(options.drop_path_rate, sum(arch.blocks))
     for k, (filters, blocks) in enumerate(zip(arch.filters, arch.blocks, strict=True)):
         stride = 1 if k == 0 else 2
         if stride_last:  # keras V2: every stage but the last hands its stride to the next stage's end
             stride = 1 if k == len(arch.blocks) - 1 else 2
         x, outputs[f"C{k + 2}"] = stack(x, filters, blocks, arch.block, stride=stride, name=f"conv{k + 2}",
-                                        opts=options, stride_last=stride_last)
+                                        opts=options, stride_last=stride_last,
+                                        drop_rates=rates[sum(arch.blocks[:k]):sum(arch.blocks[:k + 1])])
     if options.preact:
         x = relu(bn(x, "post_bn"), "post_relu")
         outputs[f"C{len(arch.blocks) + 1}"] = x

@@ -664,18 +664,40 @@ def augment_batch(images, seeds, *, pad: int = 4, flip: bool = True):
 
 
 def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, *, flip: bool = True, seed: int = 0,
-                   pad: int = 4, augment: bool = True, drop_remainder: bool = False, shard_by_data: bool = True):
-    """Shuffled (reshuffled every epoch, seeded), batched, augmented, prefetched ``(float32 image, int64 label)``."""
+                   pad: int = 4, augment: bool = True, drop_remainder: bool = False, shard_by_data: bool = True,
+                   randaugment: tuple[int, float] | None = None, mix: dict | None = None,
+                   num_classes: int | None = None):
+    """Shuffled (reshuffled every epoch, seeded), batched, augmented, prefetched ``(float32 image, int64 label)``.
+
+    The modern recipe's options (:mod:`keras_resnet.augment`), after pad/crop/flip: ``randaugment=(N, M)``, and
+    ``mix`` (keyword arguments of :func:`~keras_resnet.augment.mix_batch`), which needs ``num_classes`` and makes
+    the labels one-hot ``float32`` rows (soft where mixed).
+    """
     import tensorflow as tf
 
+    from keras_resnet import augment as augment_lib
+
+    if mix is not None and num_classes is None:
+        raise ConfigError("mixup/cutmix needs num_classes (the labels become one-hot rows)")
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if augment:
+    if augment or randaugment or mix:
+        def transform(batch, s):
+            images, labels = batch
+            # The pad/crop/flip draws use `s` as before the recipe options existed: old runs stay reproducible.
+            images = augment_batch(images, s, pad=pad, flip=flip) if augment else tf.cast(images, tf.float32)
+            if randaugment:
+                images = augment_lib.rand_augment(images, tf.random.experimental.stateless_fold_in(
+                    tf.cast(s, tf.int32), 101), ops=randaugment[0], magnitude=randaugment[1])
+            if mix is not None:
+                images, labels = augment_lib.mix_batch(images, tf.one_hot(labels, num_classes), tf.random.experimental
+                                                       .stateless_fold_in(tf.cast(s, tf.int32), 202), **mix)
+            return images, labels
+
         randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, randoms)).map(
-            lambda batch, s: (augment_batch(batch[0], s, pad=pad, flip=flip), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = tf.data.Dataset.zip((ds, randoms)).map(transform, num_parallel_calls=tf.data.AUTOTUNE,
+                                                    deterministic=True)
     else:
         ds = ds.map(lambda image, label: (tf.cast(image, tf.float32), label), num_parallel_calls=tf.data.AUTOTUNE)
     return _finish(ds, shard_by_data)

@@ -32,6 +32,15 @@ TARGETS = ("cpu", "gpu", "edgetpu")
 IO_TYPES = ("int8", "uint8", "float32")
 SPLITS = ("train", "val", "test")
 RESIZE = ("stretch", "center_crop")
+LOSSES = ("ce", "bce")
+# --recipe presets: fields they set when left at their defaults. "modern": the ingredients of timm's "ResNet strikes
+# back" A3 and torchvision's v2 recipe, kept with SGD (see docs/training.md, "Modern recipe options").
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "modern": {"schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "mixup_alpha": 0.2,
+               "cutmix_alpha": 1.0, "ema_decay": 0.99, "randaugment_ops": 2, "randaugment_magnitude": 6.0,
+               "builder_options": {"drop_path_rate": 0.05}},
+}
 
 
 @dataclass(frozen=True)
@@ -174,12 +183,34 @@ class Recipe:
     seed: int = opt(0, "shuffling and augmentation seed", parse=int)
     limit: int | None = opt(None, "train on the first N training images only (quick trials)", parse=_positive_int)
     builder_options: dict[str, Any] = opt(help="a builder option, e.g. --option zero_init=true --option "
-                                               "shortcut=B (repeatable)", factory=dict, flag="--option",
+                                               "shortcut=B, --option drop_path_rate=0.05 (stochastic depth) "
+                                               "(repeatable)", factory=dict, flag="--option",
                                           metavar="KEY=VALUE", parse=key_value, repeat=True)
+    # The modern recipe (docs/training.md): every option off by default, so the default stays the paper's recipe.
+    preset: str = opt("paper", "a bundle of options: modern = cosine, 1 warm-up epoch, label smoothing 0.1, "
+                               "mixup 0.2 / cutmix 1.0, drop_path_rate 0.05, EMA 0.99, RandAugment 2 ops at "
+                               "magnitude 6; options given explicitly (not at their default) win",
+                      flag="--recipe", choices=tuple(PRESETS))
+    loss: str = opt("ce", "ce: softmax cross-entropy; bce: binary cross-entropy on each class's probability "
+                          "against one-hot/soft targets (timm A1-A3 style)", choices=LOSSES)
+    mixup_alpha: float = opt(0.0, "mixup: blend each batch with itself reversed, lambda ~ Beta(alpha, alpha), "
+                                  "labels mixed alike (0: off; timm A3 0.1, torchvision v2 0.2)", parse=_finite)
+    cutmix_alpha: float = opt(0.0, "cutmix: paste a box of the reversed batch, lambda ~ Beta(alpha, alpha) "
+                                   "(0: off; timm/torchvision 1.0)", parse=_finite)
+    mix_prob: float = opt(1.0, "probability of mixing a batch when mixup or cutmix is on", parse=_finite)
+    mix_switch_prob: float = opt(0.5, "with both mixup and cutmix on: probability of cutmix for a batch",
+                                 parse=_finite)
+    ema_decay: float = opt(0.0, "keep an exponential moving average of the weights, updated every step with this "
+                                "decay; validation, best.keras and last.keras use it (0: off)", parse=_finite)
+    randaugment_ops: int = opt(0, "RandAugment: N random ops per image (0: off)", parse=int)
+    randaugment_magnitude: float = opt(9.0, "RandAugment magnitude M in [0, 10]", parse=_finite)
 
     def __post_init__(self) -> None:
+        check_choice("recipe preset", self.preset, tuple(PRESETS))
+        self._apply_preset()
         _check_positive_int("recipe", epochs=self.epochs, batch_size=self.batch_size, limit=self.limit,
                             image_size=self.image_size)
+        self._check_modern()
         _check_finite("recipe", lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
                       warmup_epochs=self.warmup_epochs, warmup_factor=self.warmup_factor,
                       label_smoothing=self.label_smoothing)
@@ -203,6 +234,42 @@ class Recipe:
         if unknown:
             raise ConfigError(f"unknown builder option(s) {unknown}; choose from {', '.join(OPTION_FIELDS)}, stem")
         BlockOptions(**{k: v for k, v in self.builder_options.items() if k != "stem"})  # types and ranges, early
+
+    def _apply_preset(self) -> None:
+        """Set the preset's fields that are still at their defaults (explicit values win; idempotent)."""
+        defaults = {f.name: _default(f) for f in dataclasses.fields(self)}
+        for name, value in PRESETS[self.preset].items():
+            if name == "builder_options":
+                self.builder_options = {**value, **dict(self.builder_options)}
+            elif getattr(self, name) == defaults[name]:
+                setattr(self, name, value)
+
+    def _check_modern(self) -> None:
+        _check_finite("recipe", mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
+                      mix_prob=self.mix_prob, mix_switch_prob=self.mix_switch_prob, ema_decay=self.ema_decay,
+                      randaugment_magnitude=self.randaugment_magnitude)
+        check_choice("loss", self.loss, LOSSES)
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ConfigError("mixup and cutmix alphas must be >= 0 (0: off)")
+        for name in ("mix_prob", "mix_switch_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be in [0, 1]; got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"EMA decay must be in [0, 1) (0: off); got {self.ema_decay}")
+        if isinstance(self.randaugment_ops, bool) or not isinstance(self.randaugment_ops, int) \
+                or self.randaugment_ops < 0:
+            raise ConfigError(f"RandAugment ops must be an integer >= 0; got {self.randaugment_ops!r}")
+        if not 0 <= self.randaugment_magnitude <= 10:
+            raise ConfigError(f"RandAugment magnitude must be in [0, 10]; got {self.randaugment_magnitude}")
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    @property
+    def one_hot(self) -> bool:
+        """Whether the loss takes one-hot (soft) targets: label smoothing, mixup/cutmix or BCE."""
+        return bool(self.label_smoothing) or self.mixes or self.loss == "bce"
 
     def base_lr(self) -> float:
         return self.lr if self.lr is not None else 0.1 * self.batch_size / 128

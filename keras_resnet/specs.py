@@ -50,6 +50,9 @@ class BlockOptions:
     use_bias: give every conv a bias (keras.applications v1); otherwise only convs not followed by BN.
     zero_init: start the branch at zero (last BN gamma in v1, last conv kernel in v2).
     weight_decay: L2 penalty ``weight_decay / 2 · ||w||²`` on kernels, whose gradient is ``weight_decay · w``.
+    drop_path_rate: stochastic depth (Huang et al. 2016; timm's ``drop_path_rate``): in training, each residual
+        branch is dropped for a whole sample with a rate rising linearly from 0 (first block) to this value (last
+        block); identity at inference. 0: off.
     """
 
     preact: bool = False
@@ -62,6 +65,7 @@ class BlockOptions:
     zero_init: bool = False
     weight_decay: float = 0.0
     kernel_initializer: str = "he_uniform"  # He et al.'s variance (2/fan_in); uniform builds faster than normal
+    drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("shortcut", self.shortcut, ("A", "B", "C"))
@@ -70,7 +74,7 @@ class BlockOptions:
         for name in ("preact", "avg_down", "use_bias", "zero_init"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
-        for name in ("width", "weight_decay"):
+        for name in ("width", "weight_decay", "drop_path_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
                     or value in (float("inf"), float("-inf")):
@@ -79,6 +83,8 @@ class BlockOptions:
             raise ConfigError(f"width must be positive; got {self.width}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if not 0 <= self.drop_path_rate < 1:
+            raise ConfigError(f"drop_path_rate must be in [0, 1); got {self.drop_path_rate}")
         if not isinstance(self.kernel_initializer, str):
             raise ConfigError(f"kernel_initializer must be a Keras initializer name; got {self.kernel_initializer!r}")
 

@@ -95,7 +95,13 @@ def _dtype_policy(policy: str | None):
 
 
 def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int) -> None:
-    """SGD + momentum with the recipe's schedule, sparse cross-entropy, accuracy (and top-5 above 5 classes)."""
+    """SGD + momentum with the recipe's schedule, sparse cross-entropy, accuracy (and top-5 above 5 classes).
+
+    One-hot targets (label smoothing, mixup/cutmix, BCE: ``recipe.one_hot``) take the categorical loss and
+    metrics. ``loss="bce"``: Keras' BinaryCrossentropy, which on a softmax output reads the classifier's logits
+    (Keras' ``_keras_logits``), so it is timm's sigmoid BCE on the logits (tests/test_recipe.py checks the value).
+    ``ema_decay``: the optimizer keeps the moving average (Keras' ``use_ema``), saved with its state.
+    """
     import keras
 
     schedule = ResNetSchedule(
@@ -104,14 +110,19 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int)
     metrics: list[Any] = ["accuracy"]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
-    if recipe.label_smoothing:  # Keras' smoothing needs one-hot labels: see one_hot_labels()
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    if recipe.one_hot:  # Keras' smoothing needs one-hot labels: see one_hot_labels()
+        if recipe.loss == "bce":  # smoothing timm's way, in the targets (smooth_labels): Keras' BCE one is binary
+            loss = keras.losses.BinaryCrossentropy()
+        else:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
         if num_classes > 5:
             metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"))
     else:
         loss = "sparse_categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum), loss=loss, metrics=metrics)
+    ema = {"use_ema": True, "ema_momentum": recipe.ema_decay} if recipe.ema_decay else {}
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, **ema), loss=loss,
+                  metrics=metrics)
 
 
 def one_hot_labels(dataset, num_classes: int):
@@ -119,6 +130,31 @@ def one_hot_labels(dataset, num_classes: int):
     import tensorflow as tf
 
     return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def smooth_labels(dataset, smoothing: float, num_classes: int):
+    """One-hot/soft label rows ``y`` → ``y · (1 − s) + s / K`` (timm's smoothing, for the BCE loss)."""
+    import tensorflow as tf
+
+    return dataset.map(lambda x, y: (x, y * (1.0 - smoothing) + smoothing / num_classes),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def ema_variables(model) -> list[tuple]:
+    """``(model variable, its moving average)`` pairs of a model compiled with ``ema_decay``."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer wraps it
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not getattr(optimizer, "use_ema", False) or averages is None:
+        raise ConfigError("the model's optimizer keeps no moving average of the weights (ema_decay is off)")
+    return [(v, a) for v, a in zip(optimizer._trainable_variables, averages, strict=True) if a is not None]
+
+
+def swap_ema(model) -> None:
+    """Exchange the model's trainable weights with their moving averages (twice: back as before)."""
+    for variable, average in ema_variables(model):
+        value = variable.numpy()
+        variable.assign(average)
+        average.assign(value)
 
 
 # ---- distribution ----------------------------------------------------------------------------------------
@@ -230,6 +266,7 @@ class RunState:
         self.rows: list[dict] = []
         self.best: dict | None = None  # {"epoch", "value", "file"}
         self.last_file: str | None = None
+        self.resume_file: str | None = None  # with EMA: the raw weights + optimizer; last_file holds the averages
         self.train_time = 0.0
         self.recipe: dict | None = None
         self.starts: list[int] = []
@@ -247,6 +284,7 @@ class RunState:
             self.epoch, self.rows, self.best = state["epoch"], state["history"], state["best"]
             self.last_file, self.train_time, self.recipe = state["last_file"], state["train_time_s"], state["recipe"]
             self.starts = state.get("starts", [])
+            self.resume_file = state.get("resume_file")
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise DataError(f"cannot resume: {self.path} is unreadable ({error}); delete {self.backup} to restart"
                             ) from error
@@ -263,7 +301,7 @@ class RunState:
             return
         state = {"version": STATE_VERSION, "epoch": self.epoch, "history": self.rows, "best": self.best,
                  "last_file": self.last_file, "train_time_s": self.train_time, "recipe": self.recipe,
-                 "starts": self.starts}
+                 "starts": self.starts, "resume_file": self.resume_file}
         atomic_write(self.path, json.dumps(state, indent=1))
         self.publish()
 
@@ -276,7 +314,7 @@ class RunState:
         if self.best:
             publish(os.path.join(self.backup, self.best["file"]), os.path.join(self.output, "best.keras"))
         atomic_write(os.path.join(self.output, "history.csv"), _history_csv(self.rows))
-        keep = {"state.json", self.last_file, self.best and self.best["file"]}
+        keep = {"state.json", self.last_file, self.resume_file, self.best and self.best["file"]}
         for name in os.listdir(self.backup):
             if name not in keep:
                 with contextlib.suppress(OSError):
@@ -304,9 +342,10 @@ def _callback_class():
         """Times each epoch, logs the learning rate, then saves the backup and commits the run state."""
 
         def __init__(self, state: RunState, model_dir: str, n_train: int, monitor: str = "val_accuracy",
-                     shown: str | None = None):
+                     shown: str | None = None, ema: bool = False):
             super().__init__()
             self.state, self.model_dir, self.n_train, self.monitor = state, model_dir, n_train, monitor
+            self.ema = ema  # validate and publish the moving average of the weights
             self.shown = shown or state.output
             self.epoch_times: list[float] = []
 
@@ -317,6 +356,12 @@ def _callback_class():
         def on_test_begin(self, logs=None):
             if self.t_train is None:
                 self.t_train = time.perf_counter() - self.t0
+            if self.ema:
+                swap_ema(self.model)
+
+        def on_test_end(self, logs=None):
+            if self.ema:
+                swap_ema(self.model)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
@@ -328,13 +373,21 @@ def _callback_class():
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                    "epoch_time_s": round(seconds, 3), "train_images_per_s": round(self.n_train / train_seconds, 1)}
             st = self.state
-            name = f"epoch-{epoch + 1}.keras"
+            name = resume = f"epoch-{epoch + 1}.keras"
             _save_model(self.model, os.path.join(self.model_dir, name))
+            if self.ema:  # resume from the raw weights (with the averages in the optimizer); publish the averages
+                name = f"epoch-{epoch + 1}-ema.keras"
+                swap_ema(self.model)
+                try:
+                    _save_model(self.model, os.path.join(self.model_dir, name))
+                finally:
+                    swap_ema(self.model)
             value = logs.get(self.monitor)
             best = st.best
             if value is not None and (best is None or value > best["value"]):
                 best = {"epoch": epoch + 1, "value": float(value), "file": name}
             st.epoch, st.rows, st.best, st.last_file = epoch + 1, [*st.rows, row], best, name
+            st.resume_file = resume if self.ema else None
             st.train_time += seconds
             st.commit()
 
@@ -422,8 +475,10 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
     reader = RunState(output, write=False)
     resumed = reader.restore(recipe_dict)
     state.epoch, state.rows, state.best, state.last_file = reader.epoch, reader.rows, reader.best, reader.last_file
+    state.resume_file = reader.resume_file
     state.train_time, state.recipe, state.starts = reader.train_time, recipe_dict, [*reader.starts, reader.epoch]
-    backup_file = os.path.join(reader.backup, reader.last_file) if resumed and reader.last_file else None
+    resume_file = reader.resume_file or reader.last_file
+    backup_file = os.path.join(reader.backup, resume_file) if resumed and resume_file else None
     if chief and resumed:
         state.publish()  # a kill between commit and publish leaves stale files: publish again
 
@@ -446,13 +501,22 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
               f"batch {recipe.batch_size} on {replicas} replica(s), lr {recipe.base_lr():g} ({recipe.schedule}); "
               f"{where}; output {output}", flush=True)
     shard = multiworker
+    mix = ({"mixup_alpha": recipe.mixup_alpha, "cutmix_alpha": recipe.cutmix_alpha, "prob": recipe.mix_prob,
+            "switch_prob": recipe.mix_switch_prob} if recipe.mixes else None)
+    randaugment = (recipe.randaugment_ops, recipe.randaugment_magnitude) if recipe.randaugment_ops else None
     train_ds = data_lib.train_pipeline(*train_data, recipe.batch_size, flip=info.flip, seed=recipe.seed,
-                                       augment=recipe.augment, drop_remainder=multiworker, shard_by_data=shard)
+                                       augment=recipe.augment, drop_remainder=multiworker, shard_by_data=shard,
+                                       randaugment=randaugment, mix=mix, num_classes=info.num_classes)
     val_ds = data_lib.eval_pipeline(*val_data, recipe.batch_size, shard_by_data=shard)
     test_ds = data_lib.eval_pipeline(*test_data, recipe.batch_size, shard_by_data=shard)
-    if recipe.label_smoothing:
-        train_ds, val_ds, test_ds = (one_hot_labels(ds, info.num_classes) for ds in (train_ds, val_ds, test_ds))
-    epoch_end = _callback_class()(state, state.backup, n_train, shown=shown or output)
+    if recipe.one_hot:  # mixed batches arrive one-hot already
+        val_ds, test_ds = (one_hot_labels(ds, info.num_classes) for ds in (val_ds, test_ds))
+        if not recipe.mixes:
+            train_ds = one_hot_labels(train_ds, info.num_classes)
+        if recipe.loss == "bce" and recipe.label_smoothing:
+            train_ds = smooth_labels(train_ds, recipe.label_smoothing, info.num_classes)
+    ema = bool(recipe.ema_decay)
+    epoch_end = _callback_class()(state, state.backup, n_train, shown=shown or output, ema=ema)
     if state.epoch < recipe.epochs:
         callbacks = [epoch_end]
         if importlib.util.find_spec("tensorboard") is not None:
@@ -463,6 +527,8 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
                   callbacks=callbacks, verbose=verbose)
 
     results: dict[str, Any] = {}
+    if ema and state.last_file:  # the published last epoch: its moving average (fit also ends on it)
+        model.load_weights(os.path.join(state.backup, state.last_file))
     last = model.evaluate(test_ds, verbose=0, return_dict=True)
     if state.best:
         model.load_weights(os.path.join(state.backup, state.best["file"]))
@@ -483,7 +549,9 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         "data": {"name": info.name, "data_dir": recipe.data_dir, "source": info.source, "classes": info.num_classes,
                  "image_shape": list(info.image_shape), "train": n_train, "val": len(val_data[0]),
                  "test": len(test_data[0]), "flip": info.flip},
-        "recipe": {**recipe_dict, "lr": recipe.base_lr(), "optimizer": "SGD", "loss": "sparse_categorical_crossentropy"},
+        "recipe": {**recipe_dict, "lr": recipe.base_lr(), "optimizer": "SGD",
+                   "loss": {"bce": "binary_crossentropy"}.get(recipe.loss, "categorical_crossentropy" if
+                                                                 recipe.one_hot else "sparse_categorical_crossentropy")},
         "distribution": {"strategy": _strategy_name(distribution), "replicas": replicas},
         "epochs_completed": state.epoch,
         "best_epoch": state.best["epoch"] if state.best else None,

@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
      "runlock"},
     {"blocks", "schedules"},
     {"build", "models"},
-    {"data"},
+    {"data", "augment"},
     {"train"},
     {"model_io", "quantize", "metadata", "convert", "evaluate"},
     {"demo", "cli"},
