@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in command.specs:
             from_args(spec, args)
         if command.tensorflow:
+            console.check_backend()  # KERAS_BACKEND: a clear error before Keras fails inside its import
             console.import_tensorflow(silenced=not logs)
         module_name, function = command.run.split(":")
         return int(getattr(importlib.import_module(module_name), function)(args) or 0)
