@@ -95,6 +95,7 @@ TRAIN_EPILOG = """examples:
   keras-resnet train --model resnet50 --dataset folder:~/flowers --image-size 96 --schedule cosine
   keras-resnet train ... --strategy mirrored          # all GPUs of this machine, --batch-size is global
   TF_CONFIG='{...}' keras-resnet train ... --strategy multiworker   # one process per machine
+  KERAS_BACKEND=jax keras-resnet train ...          # or torch: pip install 'keras-resnets[jax]' / [torch]
 
 The output folder receives best.keras, last.keras, history.csv, summary.json, curves.png, logs/ (TensorBoard)
 and backup/. Run the same command again after an interruption to resume after the last completed epoch.

@@ -13,6 +13,10 @@ Everything a run writes lives in its output folder::
 the same arguments continues after its last completed epoch. After every epoch the model (with its
 optimizer state) is saved to ``backup/``, then ``backup/state.json`` is replaced atomically (the commit
 point), then ``last.keras``, ``best.keras`` and ``history.csv`` are published from the committed state.
+
+Runs on the Keras backend of the process (``KERAS_BACKEND``: tensorflow, jax or torch; ``summary.json`` names
+it). The tf.data pipelines feed every backend; tf.distribute strategies exist on TensorFlow only (see
+:func:`make_strategy`).
 """
 
 from __future__ import annotations
