@@ -12,11 +12,12 @@ STAMP := $(VENV)/.installed
 .PHONY: demo quick test lint notebooks wheel-check bench clean
 
 # keras-resnets requires resnet-edge (deploy/), which is not on PyPI: naming ./deploy on the same pip command
-# line makes pip take it from the checkout and never from the index.
+# line makes pip take it from the checkout and never from the index. The [jax] extra makes the JAX-backend tests
+# (tests/test_backends.py) run rather than skip; the torch ones run when torch is in the venv (README, "Backends").
 $(STAMP): setup.cfg pyproject.toml deploy/setup.cfg deploy/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./deploy -e ".[all,test]"
+	$(BIN)/pip install --quiet -e ./deploy -e ".[all,jax,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)

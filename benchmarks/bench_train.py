@@ -1,12 +1,15 @@
 """Training throughput: is the input pipeline a bottleneck, and do our builders train as fast as keras.applications?
 
-Prints, from one run (CPU or GPU, whatever TensorFlow sees):
+Prints, from one run (CPU or GPU, whatever the Keras backend sees), with the backend and the CPU's features:
 (a) ResNet-20 and ResNet-56 on digits (batch 128, He et al.'s recipe): images/s through the tf.data pipeline
     (shuffle + pad/crop/flip + batch + prefetch) vs the same model fed from in-memory arrays (pre-augmented
     float32, no pipeline work); the ratio should be >= 0.95. Also the pipeline alone, without a model.
 (b) keras_resnet ResNet50 vs keras.applications ResNet50, same input, recipe and batches; ratio >= 0.98.
 Measurements alternate between the two contenders (round-robin) and the medians are compared, which
-cancels slow drifts of a shared machine. Usage: python benchmarks/bench_train.py [--rounds 5] [--size 64]
+cancels slow drifts of a shared machine.
+``--backend jax|torch|tensorflow`` sets KERAS_BACKEND before Keras loads (default: KERAS_BACKEND, else
+tensorflow): on JAX and PyTorch, (a) measures how well the same tf.data pipeline feeds that backend's ``fit``.
+Usage: python benchmarks/bench_train.py [--backend jax] [--rounds 5] [--size 64] [--models resnet20]
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def pipeline_vs_memory(name: str, rounds: int, batch: int = 128) -> dict:
 
 def ours_vs_keras_applications(rounds: int, size: int, batch: int = 32, steps: int = 8) -> dict:
     import keras
-    import tensorflow as tf
+    import tensorflow as tf  # the same tf.data input on every backend
 
     from keras_resnet.build import ResNet50
 
@@ -112,18 +115,57 @@ def ours_vs_keras_applications(rounds: int, size: int, batch: int = 32, steps: i
     return result
 
 
+def cpu_description() -> str:
+    """The CPU model and the features that decide its speed (as lscpu reports them), for the record."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
+    return f"{model}; {os.cpu_count()} CPUs; " + (" ".join(f for f in wanted if f in flags) or "no AVX2")
+
+
+def backend_description() -> str:
+    import keras
+
+    from keras_resnet.train import backend_info
+
+    info = backend_info()
+    return f"Keras {keras.__version__} on {info['name']} {info['version']}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
+                        help="the Keras backend (default: $KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating measurements per contender")
     parser.add_argument("--size", type=int, default=64, help="ResNet50 input size (default: 64)")
     parser.add_argument("--models", default="resnet20,resnet56", help="CIFAR models for (a)")
     parser.add_argument("--skip-resnet50", action="store_true")
     args = parser.parse_args(argv)
-    import tensorflow as tf
+    if args.backend:
+        if "keras" in sys.modules:
+            parser.error("--backend must be chosen before Keras is imported")
+        os.environ["KERAS_BACKEND"] = args.backend
+    import keras
 
-    devices = [d.device_type for d in tf.config.list_logical_devices()]
-    print(f"devices: {devices}; CPU cores: {os.cpu_count()}", flush=True)
-    results = {"a": [], "b": None}
+    backend = keras.backend.backend()
+    print(f"backend: {backend_description()}; CPU: {cpu_description()}", flush=True)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        print(f"devices: {[d.device_type for d in tf.config.list_logical_devices()]}", flush=True)
+    elif backend == "jax":
+        import jax
+
+        print(f"devices: {[d.platform for d in jax.devices()]}", flush=True)
+    results = {"backend": backend, "cpu": cpu_description(), "a": [], "b": None}
     for name in args.models.split(","):
         r = pipeline_vs_memory(name, args.rounds)
         results["a"].append(r)

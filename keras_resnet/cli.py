@@ -95,6 +95,7 @@ TRAIN_EPILOG = """examples:
   keras-resnet train --model resnet50 --dataset folder:~/flowers --image-size 96 --schedule cosine
   keras-resnet train ... --strategy mirrored          # all GPUs of this machine, --batch-size is global
   TF_CONFIG='{...}' keras-resnet train ... --strategy multiworker   # one process per machine
+  KERAS_BACKEND=jax keras-resnet train ...          # or torch: pip install 'keras-resnets[jax]' / [torch]
 
 The output folder receives best.keras, last.keras, history.csv, summary.json, curves.png, logs/ (TensorBoard)
 and backup/. Run the same command again after an interruption to resume after the last completed epoch.
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in command.specs:
             from_args(spec, args)
         if command.tensorflow:
+            console.check_backend()  # KERAS_BACKEND: a clear error before Keras fails inside its import
             console.import_tensorflow(silenced=not logs)
         module_name, function = command.run.split(":")
         return int(getattr(importlib.import_module(module_name), function)(args) or 0)

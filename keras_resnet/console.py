@@ -91,6 +91,41 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
 
 
+# The Keras backends keras-resnet trains and evaluates on, and the package each needs (setup.cfg extras).
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def keras_backend() -> str:
+    """The backend Keras will load, read as Keras reads it (``KERAS_BACKEND``, else ``KERAS_HOME`` or
+    ``~/.keras``/keras.json, else tensorflow), without importing Keras."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            config = json.load(f)
+        return str(config.get("backend") or "tensorflow") if isinstance(config, dict) else "tensorflow"
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def check_backend() -> str:
+    """Refuse, with one clear error, a Keras backend keras-resnet does not run on or that is not installed
+    (Keras itself fails with a traceback from deep inside its import); returns the backend's name."""
+    import importlib.util
+
+    from keras_resnet.errors import ConfigError
+
+    name = keras_backend()
+    if name not in BACKENDS:
+        raise ConfigError(f"KERAS_BACKEND={name} is not supported: keras-resnet runs on {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(BACKENDS[name]) is None:
+        raise ConfigError(f"KERAS_BACKEND={name}, but {BACKENDS[name]} is not installed "
+                          f"(pip install 'keras-resnets[{name}]')")
+    return name
+
+
 def import_tensorflow(silenced: bool = True):
     """Import TensorFlow (and Keras on it) with its start-up lines hidden; returns the module."""
     if "tensorflow" in sys.modules or not silenced:

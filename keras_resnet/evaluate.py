@@ -1,6 +1,7 @@
 """``keras-resnet evaluate MODEL --dataset NAME``: accuracy, top-5, loss and per-class accuracy.
 
-Metrics are computed from predicted class probabilities (:func:`metrics`), so any model format only needs a
+``.keras`` models run on the Keras backend of the process (``KERAS_BACKEND``: tensorflow, jax or torch), which the
+result names. Metrics are computed from predicted class probabilities (:func:`metrics`), so any model format only needs a
 loader returning a :class:`Predictor` (a function from ``uint8`` images to probabilities). Loaders are
 registered by file extension in :data:`LOADERS`: ``.keras`` here; another format (``.tflite``) is one
 more ``LOADERS[".tflite"] = load_tflite``.
@@ -20,6 +21,7 @@ from keras_resnet import data as data_lib
 from keras_resnet.errors import DataError, ModelFileError
 from keras_resnet.model_io import load_model
 from keras_resnet.options import EvalSpec
+from keras_resnet.train import backend_info, backend_text
 
 
 @dataclass
@@ -125,7 +127,8 @@ def evaluate(model: str, spec: EvalSpec | None = None, **fields) -> dict:
     if all(e > 0 for e in expected) and expected != tuple(x.shape[1:]):
         raise DataError(f"{model} expects images of shape {expected}; {info.name} has {tuple(x.shape[1:])}")
     result = metrics(predictor.predict(x), y, info.labels)
-    return {"model": model, "format": predictor.format, "dataset": info.name, "split": spec.split, **result}
+    where = {"backend": backend_info()} if predictor.format == "keras" else {}  # .tflite runs in resnet-edge
+    return {"model": model, "format": predictor.format, **where, "dataset": info.name, "split": spec.split, **result}
 
 
 def evaluate_command(args) -> int:
@@ -133,7 +136,8 @@ def evaluate_command(args) -> int:
     from keras_resnet.options import from_args
 
     result = evaluate(args.model, from_args(EvalSpec, args))
-    print(f"{result['model']} on {result['dataset']} ({result['split']}, {result['images']} images)")
+    runs_on = f"; backend {backend_text(result['backend'])}" if "backend" in result else ""
+    print(f"{result['model']} on {result['dataset']} ({result['split']}, {result['images']} images){runs_on}")
     print(f"  accuracy  {result['accuracy']:.4f}")
     if "top5_accuracy" in result:
         print(f"  top-5     {result['top5_accuracy']:.4f}")

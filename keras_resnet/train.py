@@ -13,6 +13,10 @@ Everything a run writes lives in its output folder::
 the same arguments continues after its last completed epoch. After every epoch the model (with its
 optimizer state) is saved to ``backup/``, then ``backup/state.json`` is replaced atomically (the commit
 point), then ``last.keras``, ``best.keras`` and ``history.csv`` are published from the committed state.
+
+Runs on the Keras backend of the process (``KERAS_BACKEND``: tensorflow, jax or torch; ``summary.json`` names
+it). The tf.data pipelines feed every backend; tf.distribute strategies exist on TensorFlow only (see
+:func:`make_strategy`).
 """
 
 from __future__ import annotations
@@ -157,17 +161,53 @@ def swap_ema(model) -> None:
         average.assign(value)
 
 
+# ---- backend ---------------------------------------------------------------------------------------------
+
+# The package that implements each Keras backend, for the version reported in summary.json and the console.
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+                    "openvino": "openvino"}
+
+
+def backend_info() -> dict:
+    """``{"name": "jax", "version": "0.10.2"}``: the Keras backend this process runs (``KERAS_BACKEND``)."""
+    import keras
+
+    name = keras.backend.backend()
+    return {"name": name, "version": compat.version_of(BACKEND_PACKAGES.get(name, name))}
+
+
+def backend_text(info: dict | None = None) -> str:
+    info = info or backend_info()
+    return f"{info['name']} {info['version']}" if info.get("version") else info["name"]
+
+
 # ---- distribution ----------------------------------------------------------------------------------------
 
 
-def make_strategy(name: str = "auto"):
-    """``auto``: MultiWorkerMirrored if TF_CONFIG names several tasks, Mirrored on several GPUs, else default."""
-    import tensorflow as tf
+def make_strategy(name: str = "auto", backend: str | None = None):
+    """``auto``: MultiWorkerMirrored if TF_CONFIG names several tasks, Mirrored on several GPUs, else default.
 
+    tf.distribute strategies exist on the TensorFlow backend only. On JAX and PyTorch ``auto`` means no strategy
+    (``None``: one process, Keras' default device) and any other strategy is refused, as is a TF_CONFIG that
+    names several workers (each process would silently train a model of its own).
+    """
     if name not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+    backend = backend or backend_info()["name"]
     cluster = _tf_config().get("cluster", {})
     workers = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
+    if backend != "tensorflow":
+        if name != "auto":
+            raise ConfigError(f"--strategy {name} needs the TensorFlow backend (tf.distribute); this is the "
+                              f"{backend} backend (KERAS_BACKEND={backend}). Use --strategy auto, or "
+                              "KERAS_BACKEND=tensorflow")
+        if workers > 1:
+            raise ConfigError(f"TF_CONFIG lists {workers} workers, but multi-worker training needs the TensorFlow "
+                              f"backend; this is the {backend} backend. Unset TF_CONFIG or use "
+                              "KERAS_BACKEND=tensorflow")
+        return None
+    import tensorflow as tf
+
     if name == "multiworker" or (name == "auto" and workers > 1):
         if not os.environ.get("TF_CONFIG"):
             raise ConfigError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment; "
@@ -189,12 +229,16 @@ def _tf_config() -> dict:
 
 
 def _is_multiworker(strategy) -> bool:
+    if strategy is None:
+        return False
     import tensorflow as tf
 
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def _strategy_name(strategy) -> str:
+    if strategy is None:  # JAX / PyTorch: no tf.distribute strategy, one device
+        return "default"
     if _is_multiworker(strategy):
         return "MultiWorkerMirroredStrategy"
     name = type(strategy).__name__
@@ -482,7 +526,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
     if chief and resumed:
         state.publish()  # a kill between commit and publish leaves stale files: publish again
 
-    with distribution.scope():
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
         model = model_for_dataset(recipe.model, info, mixed_precision=recipe.mixed_precision,
                                   weight_decay=recipe.weight_decay, **recipe.builder_options)
         compile_model(model, recipe, steps, info.num_classes)
@@ -493,13 +537,14 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         compat.patch_multiworker(model, distribution)
     params = int(model.count_params())
     n_train = len(train_data[0])
-    replicas = distribution.num_replicas_in_sync
+    replicas = distribution.num_replicas_in_sync if distribution is not None else 1
+    backend = backend_info()
     if verbose:
         where = f"resuming after epoch {state.epoch}" if resumed else "starting"
         print(f"{recipe.model}: {params:,} parameters; {info.name}: {n_train} train / {len(val_data[0])} val / "
               f"{len(test_data[0])} test images {info.image_shape}; {recipe.epochs} epochs of {steps} steps, "
               f"batch {recipe.batch_size} on {replicas} replica(s), lr {recipe.base_lr():g} ({recipe.schedule}); "
-              f"{where}; output {output}", flush=True)
+              f"backend {backend_text(backend)}; {where}; output {output}", flush=True)
     shard = multiworker
     mix = ({"mixup_alpha": recipe.mixup_alpha, "cutmix_alpha": recipe.cutmix_alpha, "prob": recipe.mix_prob,
             "switch_prob": recipe.mix_switch_prob} if recipe.mixes else None)
@@ -552,6 +597,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         "recipe": {**recipe_dict, "lr": recipe.base_lr(), "optimizer": "SGD",
                    "loss": {"bce": "binary_crossentropy"}.get(recipe.loss, "categorical_crossentropy" if
                                                                  recipe.one_hot else "sparse_categorical_crossentropy")},
+        "backend": backend,
         "distribution": {"strategy": _strategy_name(distribution), "replicas": replicas},
         "epochs_completed": state.epoch,
         "best_epoch": state.best["epoch"] if state.best else None,
@@ -579,7 +625,8 @@ def _summary_text(s: dict) -> str:
     return (f"done: {s['model']} on {s['data']['name']}, {s['epochs_completed']} epochs in {s['train_time_s']:.1f} s "
             f"({s['images_per_s']} images/s). best epoch {s['best_epoch']} (val accuracy "
             f"{m.get('val_accuracy', float('nan')):.2%} at the end); test accuracy {m['test_accuracy']:.2%}{top5} "
-            f"(last epoch: {m['last_test_accuracy']:.2%}). files in {os.path.dirname(s['files']['best.keras'])}")
+            f"(last epoch: {m['last_test_accuracy']:.2%}); backend {backend_text(s['backend'])}. files in "
+            f"{os.path.dirname(s['files']['best.keras'])}")
 
 
 def compare(models: Sequence[str], recipe: Recipe, output: str = "runs/compare", *, verbose: int = 1) -> dict:
