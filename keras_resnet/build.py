@@ -84,7 +84,7 @@ def _resnet(arch, include_top, weights, input_tensor, input_shape, pooling, clas
     else:
         x = input_tensor
         inputs = lib.utils.get_source_inputs(input_tensor)
-    x = build_stem(x, stem, arch.filters[0], options)
+    x = build_stem(x, stem, arch.stem_width, options)
     outputs = {}
     for k, (filters, blocks) in enumerate(zip(arch.filters, arch.blocks, strict=True)):
         stride = 1 if k == 0 else 2
