@@ -56,6 +56,54 @@ def test_parity_with_pytorch(name):
     assert max(differences) < TOLERANCE, differences
 
 
+KERAS_HUB = ("keras_hub_resnet", "keras_hub_resnet_vd")
+
+
+@pytest.mark.parametrize("name", KERAS_HUB)
+def test_parity_with_keras_hub(name):
+    """keras-hub 0.32 ResNet / ResNet-vd presets (scripts/make_keras_hub_fixtures.py), read without keras-hub."""
+    model, preprocessing = hub.import_keras_hub(FIXTURES / name, input_shape=(None, None, 3),
+                                                classifier_activation=None)
+    assert preprocessing.mean == (0.485, 0.456, 0.406) and preprocessing.interpolation == "bicubic"
+    assert any(layer.name.endswith("_0_pool") for layer in model.layers) == (name == "keras_hub_resnet_vd")
+    inputs, reference = np.load(FIXTURES / "reference.npz"), np.load(FIXTURES / "keras_hub_reference.npz")
+    for size in MANIFEST["sizes"]:
+        y = np.asarray(model(inputs[f"inputs_{size}"].astype(np.float32), training=False))
+        expected = reference[f"{name}_{size}"]
+        assert np.abs(y - expected).max() / np.abs(expected).max() < TOLERANCE
+
+
+def test_keras_hub_weights_of_another_layout_are_refused(tmp_path):
+    import shutil
+
+    preset = tmp_path / "preset"
+    shutil.copytree(FIXTURES / "keras_hub_resnet_vd", preset)
+    shutil.copy(FIXTURES / "keras_hub_resnet" / "model.weights.h5", preset / "model.weights.h5")
+    with pytest.raises(ModelFileError, match="does not fit the architecture"):
+        hub.import_keras_hub(preset)
+    (preset / "config.json").write_text(json.dumps({"class_name": "ResNetBackbone", "config": {
+        "block_type": "bottleneck_block", "use_pre_activation": True}}))
+    with pytest.raises(ModelFileError, match="pre-activation"):
+        hub.import_keras_hub(preset)
+
+
+def test_cli_import_keras_hub_preset(tmp_path, capsys):
+    out = tmp_path / "vd.keras"
+    assert cli.main(["import", f"keras-hub:{FIXTURES / 'keras_hub_resnet_vd'}", "--logits", "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    sidecar = json.loads((tmp_path / "vd.preprocessing.json").read_text())
+    assert sidecar["source"] == "keras-hub" and sidecar["input_size"] == 224 and sidecar["crop_pct"] == 1.0
+    from keras_resnet.model_io import load_model
+
+    model = load_model(out)
+    inputs, reference = np.load(FIXTURES / "reference.npz"), np.load(FIXTURES / "keras_hub_reference.npz")
+    y = np.asarray(model(inputs["inputs_224"].astype(np.float32), training=False))
+    expected = reference["keras_hub_resnet_vd_224"]
+    assert np.abs(y - expected).max() / np.abs(expected).max() < TOLERANCE
+    assert cli.main(["import", "keras-hub:resnet_50_imagenet", "-o", str(tmp_path / "x.keras")]) == 2
+    assert "kagglehub" in capsys.readouterr().err
+
+
 def test_fixtures_cover_every_variant_and_both_readers():
     fixtures = MANIFEST["fixtures"].values()
     options = [f["options"] for f in fixtures]
