@@ -344,3 +344,20 @@ def test_int8_tflite_of_se_and_grouped_conv_runs_in_resnet_edge(tmp_path):
         print(name, " | ".join(report.lines()))
     assert {"MEAN", "LOGISTIC", "MUL"} <= set(reports["timm_seresnet50"].ops)
     assert "CONV_2D" in reports["timm_resnext50"].ops
+
+
+@pytest.mark.slow
+def test_qat_wraps_se_and_grouped_convs():
+    """tfmot's QAT (through the tf_keras twin) takes SE units and grouped convs: every conv is quantized."""
+    from keras_resnet import quantize
+
+    for name in ("timm_seresnet50", "timm_resnext50"):
+        fixture = MANIFEST["fixtures"][name]
+        arch, opts = _arch(fixture)
+        model = hub.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts, input_shape=(64, 64, 3))
+        qat = quantize.quantize_model(model)
+        wrapped = {layer.layer.name for layer in qat.layers if hasattr(layer, "layer")}
+        convs = {layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"}
+        assert convs <= wrapped, sorted(convs - wrapped)[:5]
+        x = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+        assert np.abs(np.asarray(qat(x)) - np.asarray(model(x))).max() < 0.2
