@@ -507,6 +507,27 @@ def from_torchvision(name: str, weights: str | os.PathLike | None = None, **kwar
     return import_model(f"torchvision:{name}", weights, **kwargs)[0]
 
 
+def preprocessing_path(model_path: str | os.PathLike) -> str:
+    """Where ``keras-resnet import`` writes the preprocessing of ``OUT.keras``: ``OUT.preprocessing.json``."""
+    path = os.fspath(model_path)
+    return (path[: -len(".keras")] if path.endswith(".keras") else path) + ".preprocessing.json"
+
+
+def read_preprocessing(model_path: str | os.PathLike) -> dict | None:
+    """The preprocessing recorded next to an imported model (for ``convert``'s metadata), or None."""
+    from resnet_edge.metadata import load_json
+
+    path = preprocessing_path(model_path)
+    if not os.path.isfile(path) or os.path.getsize(path) > MAX_PRESET_JSON:
+        return None
+    with open(path, "rb") as f:
+        try:
+            value = load_json(f.read(), path, max_depth=4)
+        except ValueError as error:
+            raise ModelFileError(str(error)) from error
+    return value if isinstance(value, dict) else None
+
+
 # ---- command line: `keras-resnet import` -------------------------------------------------------------------------
 
 
@@ -520,7 +541,7 @@ def import_command(args) -> int:
     spec: ImportSpec = from_args(ImportSpec, args)
     if not spec.output.endswith(".keras"):
         raise ConfigError(f"--output must end in .keras; got {spec.output}")
-    sidecar = spec.output[: -len(".keras")] + ".preprocessing.json"
+    sidecar = preprocessing_path(spec.output)
     check_output(spec.output, force=spec.force)
     check_output(sidecar, force=spec.force)
     start = time.perf_counter()

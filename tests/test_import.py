@@ -91,7 +91,8 @@ def test_cli_import_keras_hub_preset(tmp_path, capsys):
     out = tmp_path / "vd.keras"
     assert cli.main(["import", f"keras-hub:{FIXTURES / 'keras_hub_resnet_vd'}", "--logits", "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    sidecar = json.loads((tmp_path / "vd.preprocessing.json").read_text())
+    sidecar = hub.read_preprocessing(out)
+    assert sidecar == json.loads((tmp_path / "vd.preprocessing.json").read_text())
     assert sidecar["source"] == "keras-hub" and sidecar["input_size"] == 224 and sidecar["crop_pct"] == 1.0
     from keras_resnet.model_io import load_model
 
