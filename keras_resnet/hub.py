@@ -458,7 +458,9 @@ def _fetch(source: str, name: str, tag: str | None) -> tuple[str, str | None]:
 
         return keras.utils.get_file(file_name, url, cache_subdir="models"), None
     except Exception as error:  # urllib / socket errors differ by platform; all mean "could not fetch"
-        raise ModelFileError(f"could not download {file_name} ({type(error).__name__}). {hint}") from error
+        reason = (str(error).strip().splitlines() or [""])[0][:120]
+        raise ModelFileError(f"could not download {file_name} ({type(error).__name__}: {reason}). {hint}") \
+            from error
 
 
 def import_model(spec: str, weights: str | os.PathLike | None = None, *, input_shape=None, include_top: bool = True,
