@@ -172,6 +172,9 @@ def _rebuild_tensor(storage=None, offset=None, size=None, stride=None, requires_
         raise ModelFileError("the pickle attaches metadata to a tensor; not supported")
     count = math.prod(size)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if count else offset
+    if count > storage.numel:  # stride-0 views could claim any size: copying them would exhaust memory
+        raise ModelFileError(f"a tensor of shape {list(size)} has more elements than its storage of "
+                             f"{storage.numel} (corrupt file?)")
     if count and last >= storage.numel:
         raise ModelFileError(f"a tensor of shape {list(size)} reaches element {last} of a storage of "
                              f"{storage.numel} (corrupt file?)")

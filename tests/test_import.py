@@ -245,6 +245,28 @@ def test_pth_storage_lies_are_refused(tmp_path):
         read_torch(truncated)
 
 
+def test_pth_tensor_views_must_fit_their_storage(tmp_path):
+    """conv1.weight (64, 3, 7, 7) of a real torch.save file, its size or stride rewritten: a stride-0 view claiming
+    2**30 times as many elements, or a stride reaching past the storage, is refused before anything is copied."""
+    source = FIXTURES / "tv_resnet18.pth"
+    with zipfile.ZipFile(source) as z:
+        entries = {i.filename: z.read(i) for i in z.infolist()}
+    name = next(n for n in entries if n.endswith("data.pkl"))
+    size, stride = b"(K@K\x03K\x07K\x07t", b"(K\x93K1K\x07K\x01t"  # protocol 2: no frames, bytes may grow
+    assert entries[name].count(size + b"q\x08" + stride) == 1
+    for new_size, new_stride, message in ((b"(J\x00\x00\x00\x40K\x03K\x07K\x07t", b"(K\x00K\x00K\x00K\x00t",
+                                           "more elements than its storage"),
+                                          (size, b"(M\xe8\x03K1K\x07K\x01t", "reaches element")):
+        patched = dict(entries)
+        patched[name] = entries[name].replace(size + b"q\x08" + stride, new_size + b"q\x08" + new_stride)
+        path = tmp_path / "views.pth"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            for entry, data in patched.items():
+                z.writestr(entry, data)
+        with pytest.raises(ModelFileError, match=message):
+            read_torch(path)
+
+
 def test_pth_matches_the_same_weights_as_safetensors():
     # tv_wide_resnet50 is stored as safetensors, tv_resnet50 as .pth: both readers give float32 arrays of the
     # recorded shapes, and a checkpoint wrapper ({"state_dict": ...}, "module." prefixes) is unwrapped.
