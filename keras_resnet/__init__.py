@@ -37,6 +37,9 @@ _LAZY: dict[str, str] = {
     "load_weights": "keras_resnet.build",
     "transfer_weights": "keras_resnet.build",
     "ResNetSchedule": "keras_resnet.schedules",
+    "from_keras_hub": "keras_resnet.hub",
+    "from_timm": "keras_resnet.hub",
+    "from_torchvision": "keras_resnet.hub",
     **{spec.function: "keras_resnet.models" for spec in MODELS.values()},
 }
 
@@ -45,6 +48,7 @@ __all__ = ["BlockOptions", "MODELS", "VARIANTS", "__version__", *_LAZY]
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on first access
     from keras_resnet.blocks import ChannelPadding, basic_block, block, bottleneck_block, stack  # noqa: F401
     from keras_resnet.build import ResNet, build_model, load_weights, transfer_weights  # noqa: F401
+    from keras_resnet.hub import from_keras_hub, from_timm, from_torchvision  # noqa: F401
     from keras_resnet.models import *  # noqa: F403
     from keras_resnet.schedules import ResNetSchedule  # noqa: F401
 

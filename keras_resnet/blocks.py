@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from keras_resnet.errors import ConfigError
-from keras_resnet.specs import BlockOptions
+from keras_resnet.specs import BlockOptions, se_channels
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; the pretrained weights were trained with it
 BN_MOMENTUM = 0.9  # as Torch/fb.resnet.torch; Keras' 0.99 lags far behind on short runs and small datasets
@@ -119,7 +119,7 @@ def channels(x: Any) -> int:
 
 
 def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride: int = 1,
-         bias: bool = False, pad: bool = False, zero: bool = False):
+         bias: bool = False, pad: bool = False, zero: bool = False, groups: int = 1):
     """Conv2D with the model's initializer and decay; ``pad`` uses an explicit symmetric ZeroPadding2D."""
     lib = keras_lib(x)
     padding = "same"
@@ -128,7 +128,7 @@ def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride:
         padding = "valid"
     decay = lib.regularizers.L2(opts.weight_decay / 2) if opts.weight_decay else None
     return lib.layers.Conv2D(
-        filters, kernel, strides=stride, padding=padding, use_bias=bias or opts.use_bias,
+        filters, kernel, strides=stride, padding=padding, use_bias=bias or opts.use_bias, groups=groups,
         kernel_initializer="zeros" if zero else opts.kernel_initializer, kernel_regularizer=decay, name=name,
     )(x)
 
@@ -141,6 +141,35 @@ def bn(x, name: str, *, zero: bool = False):
 
 def relu(x, name: str):
     return keras_lib(x).layers.Activation("relu", name=name)(x)
+
+
+def squeeze_excite(x, name: str, opts: BlockOptions):
+    """timm's SEModule as plain layers: mean → 1×1 conv (bias) → ReLU → 1×1 conv (bias) → sigmoid → scale.
+
+    ``{name}_se_reduce`` / ``{name}_se_expand`` are timm's ``se.fc1`` / ``se.fc2``; the 1×1 convs on a 1×1 map
+    become TFLite CONV_2D and the scale a broadcast MUL, both int8 kernels.
+    """
+    lib = keras_lib(x)
+    c = channels(x)
+    decay = lib.regularizers.L2(opts.weight_decay / 2) if opts.weight_decay else None
+    s = lib.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+    s = lib.layers.Conv2D(se_channels(c, opts.se_ratio), 1, kernel_initializer=opts.kernel_initializer,
+                          kernel_regularizer=decay, name=f"{name}_se_reduce")(s)
+    s = relu(s, f"{name}_se_relu")
+    s = lib.layers.Conv2D(c, 1, kernel_initializer=opts.kernel_initializer, kernel_regularizer=decay,
+                          name=f"{name}_se_expand")(s)
+    s = lib.layers.Activation("sigmoid", name=f"{name}_se_gate")(s)
+    return lib.layers.Multiply(name=f"{name}_se_scale")([x, s])
+
+
+def branch_widths(kind: str, filters: int, opts: BlockOptions) -> list[int]:
+    """Channels of each conv of a ``kind`` branch. Bottlenecks follow timm/torchvision:
+    ``floor(filters · base_width / 64) · cardinality`` inside (times ``width``), ``4 · filters`` out."""
+    if kind == "basic" and (opts.cardinality != 1 or opts.base_width != 64):
+        raise ConfigError("basic blocks support only cardinality=1 and base_width=64 (as timm and torchvision)")
+    inner = filters * opts.base_width // 64 * opts.cardinality
+    return [int(round((inner if widen else filters) * mult * (opts.width if widen else 1)))
+            for _, mult, widen in BRANCHES[kind]]
 
 
 def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOptions):
@@ -189,7 +218,7 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
     """
     layout = BRANCHES[kind]
     stride_at = next(i for i, (k, _, _) in enumerate(layout) if k == 3) if opts.stride_on == "3x3" else 0
-    widths = [int(round(filters * mult * (opts.width if widen else 1))) for _, mult, widen in layout]
+    widths = branch_widths(kind, filters, opts)
     out_channels = widths[-1]
     lib = keras_lib(x)
 
@@ -203,11 +232,14 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
         s = stride if i - 1 == stride_at else 1
         final = i == last
         y = conv(y, n, kernel, f"{name}_{i}_conv", opts, stride=s, bias=opts.preact and final,
-                 pad=opts.preact or s > 1, zero=opts.zero_init and opts.preact and final)
+                 pad=opts.preact or s > 1, zero=opts.zero_init and opts.preact and final,
+                 groups=opts.cardinality if kernel == 3 and kind == "bottleneck" else 1)
         if not (opts.preact and final):
             y = bn(y, f"{name}_{i}_bn", zero=opts.zero_init and final)
         if not final:
             y = relu(y, f"{name}_{i}_relu")
+    if opts.se_ratio:
+        y = squeeze_excite(y, name, opts)
 
     if carry is None:
         return y if opts.preact else relu(y, f"{name}_out")

@@ -91,7 +91,7 @@ def _resnet(arch, include_top, weights, input_tensor, input_shape, pooling, clas
     else:
         x = input_tensor
         inputs = lib.utils.get_source_inputs(input_tensor)
-    x = build_stem(x, stem, arch.filters[0], options)
+    x = build_stem(x, stem, arch.stem_width, options)
     outputs = {}
     rates = drop_path_rates(options.drop_path_rate, sum(arch.blocks))
     for k, (filters, blocks) in enumerate(zip(arch.filters, arch.blocks, strict=True)):

@@ -24,6 +24,7 @@ from keras_resnet.options import (
     ConvertSpec,
     DemoSettings,
     EvalSpec,
+    ImportSpec,
     QATSpec,
     Recipe,
     TrainRun,
@@ -84,6 +85,10 @@ def _convert_arguments(p: argparse.ArgumentParser) -> None:
     _flag(p, "json")
 
 
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    add_arguments(p, ImportSpec)
+
+
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p, DemoSettings)
 
@@ -135,6 +140,15 @@ COMMANDS: dict[str, Command] = {
                        "keras_resnet.convert:convert_command", specs=(ConvertSpec,),
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
                                    "resnet-edge (the device runner) against the Keras model before it is written."),
+    "import": Command("import timm / torchvision weights into a .keras model", _import_arguments,
+                      "keras_resnet.hub:import_command", specs=(ImportSpec,),
+                      description="Build the keras_resnet twin of a timm or torchvision ResNet and load its weights "
+                                  "from a .safetensors or .pth file (read without torch and without running code "
+                                  "from it). The pixel normalisation goes inside the model; input size, crop and "
+                                  "interpolation go to OUTPUT.preprocessing.json. See docs/pretrained.md.",
+                      epilog="examples:\n  keras-resnet import timm:resnet50d --weights model.safetensors "
+                             "--output resnet50d.keras\n  keras-resnet import torchvision:resnet50 --weights "
+                             "resnet50-11ad3fa6.pth -o resnet50.keras"),
     "demo": Command("train, quantize, convert and benchmark ResNet-20 on bundled data", _demo_arguments,
                     "keras_resnet.demo:demo_command", specs=(DemoSettings,),
                     description="The whole story offline: train, QAT, four TFLite formats, the device runner's "

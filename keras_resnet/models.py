@@ -425,4 +425,76 @@ def ResNet1001V2(include_top=True, weights=None, input_tensor=None, input_shape=
                        classifier_activation=classifier_activation, name=name, **kwargs)
 
 
-__all__ = ["REGISTRY", "register", "ResNet18", "ResNet18V2", "Plain18", "ResNet34", "ResNet34V2", "Plain34", "ResNet50", "ResNet50V2", "Plain50", "ResNet101", "ResNet101V2", "Plain101", "ResNet152", "ResNet152V2", "Plain152", "ResNet200", "ResNet200V2", "Plain200", "ResNet20", "ResNet20V2", "Plain20", "Highway20", "ResNet32", "ResNet32V2", "Plain32", "Highway32", "ResNet44", "ResNet44V2", "Plain44", "Highway44", "ResNet56", "ResNet56V2", "Plain56", "Highway56", "ResNet110", "ResNet110V2", "Plain110", "Highway110", "ResNet1202", "ResNet1202V2", "Plain1202", "Highway1202", "ResNet164V2", "ResNet1001V2"]
+@register("resnet50d")
+def ResNet50D(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+              classes=1000, classifier_activation="softmax", name="resnet50d", **kwargs):
+    """ResNet50D: bottleneck ImageNet network, depth 50, blocks (3, 4, 6, 3). ResNet-D: deep 3x3 stem, average-pool shortcuts. timm's / torchvision's resnet50d layout (stride on the 3x3, no conv biases)."""
+    return build_named("resnet50d", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("seresnet50")
+def SEResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+               classes=1000, classifier_activation="softmax", name="seresnet50", **kwargs):
+    """SEResNet50: bottleneck ImageNet network, depth 50, blocks (3, 4, 6, 3). Squeeze-and-excitation in every block. timm's / torchvision's seresnet50 layout (stride on the 3x3, no conv biases)."""
+    return build_named("seresnet50", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("wideresnet502")
+def WideResNet50_2(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                   classes=1000, classifier_activation="softmax", name="wideresnet502", **kwargs):
+    """WideResNet50_2: bottleneck ImageNet network, depth 50, blocks (3, 4, 6, 3). Wide: bottleneck width x2. timm's / torchvision's wide_resnet50_2 layout (stride on the 3x3, no conv biases)."""
+    return build_named("wideresnet502", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("resnet101d")
+def ResNet101D(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+               classes=1000, classifier_activation="softmax", name="resnet101d", **kwargs):
+    """ResNet101D: bottleneck ImageNet network, depth 101, blocks (3, 4, 23, 3). ResNet-D: deep 3x3 stem, average-pool shortcuts. timm's / torchvision's resnet101d layout (stride on the 3x3, no conv biases)."""
+    return build_named("resnet101d", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("seresnet101")
+def SEResNet101(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=1000, classifier_activation="softmax", name="seresnet101", **kwargs):
+    """SEResNet101: bottleneck ImageNet network, depth 101, blocks (3, 4, 23, 3). Squeeze-and-excitation in every block. timm's / torchvision's seresnet101 layout (stride on the 3x3, no conv biases)."""
+    return build_named("seresnet101", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("wideresnet1012")
+def WideResNet101_2(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                    classes=1000, classifier_activation="softmax", name="wideresnet1012", **kwargs):
+    """WideResNet101_2: bottleneck ImageNet network, depth 101, blocks (3, 4, 23, 3). Wide: bottleneck width x2. timm's / torchvision's wide_resnet101_2 layout (stride on the 3x3, no conv biases)."""
+    return build_named("wideresnet1012", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("resnext5032x4d")
+def ResNeXt50_32x4d(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                    classes=1000, classifier_activation="softmax", name="resnext5032x4d", **kwargs):
+    """ResNeXt50_32x4d: bottleneck ImageNet network, depth 50, blocks (3, 4, 6, 3). ResNeXt 32x4d (grouped 3x3 convs). timm's / torchvision's resnext50_32x4d layout (stride on the 3x3, no conv biases)."""
+    return build_named("resnext5032x4d", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+@register("resnext10132x8d")
+def ResNeXt101_32x8d(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                     classes=1000, classifier_activation="softmax", name="resnext10132x8d", **kwargs):
+    """ResNeXt101_32x8d: bottleneck ImageNet network, depth 101, blocks (3, 4, 23, 3). ResNeXt 32x8d (grouped 3x3 convs). timm's / torchvision's resnext101_32x8d layout (stride on the 3x3, no conv biases)."""
+    return build_named("resnext10132x8d", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
+__all__ = ["REGISTRY", "register", "ResNet18", "ResNet18V2", "Plain18", "ResNet34", "ResNet34V2", "Plain34", "ResNet50", "ResNet50V2", "Plain50", "ResNet101", "ResNet101V2", "Plain101", "ResNet152", "ResNet152V2", "Plain152", "ResNet200", "ResNet200V2", "Plain200", "ResNet20", "ResNet20V2", "Plain20", "Highway20", "ResNet32", "ResNet32V2", "Plain32", "Highway32", "ResNet44", "ResNet44V2", "Plain44", "Highway44", "ResNet56", "ResNet56V2", "Plain56", "Highway56", "ResNet110", "ResNet110V2", "Plain110", "Highway110", "ResNet1202", "ResNet1202V2", "Plain1202", "Highway1202", "ResNet164V2", "ResNet1001V2", "ResNet50D", "SEResNet50", "WideResNet50_2", "ResNet101D", "SEResNet101", "WideResNet101_2", "ResNeXt50_32x4d", "ResNeXt101_32x8d"]

@@ -8,6 +8,7 @@ dataclass into argparse options and :func:`from_args` back into an instance. Fla
 - :class:`Recipe`: what defines a training run (``keras-resnet train``, :func:`keras_resnet.train.train`).
 - :class:`ConvertSpec`: a TFLite conversion (``keras-resnet convert``, :func:`keras_resnet.convert.convert`).
 - :class:`QATSpec`, :class:`EvalSpec`, :class:`DemoSettings`: ``qat``, ``evaluate`` and ``demo``.
+- :class:`ImportSpec`: ``keras-resnet import`` (:mod:`keras_resnet.hub`).
 """
 
 from __future__ import annotations
@@ -398,6 +399,28 @@ class DemoSettings:
                             runs=self.runs)
         if not isinstance(self.qat_epochs, int) or self.qat_epochs < 0:
             raise ConfigError(f"--qat-epochs must be >= 0; got {self.qat_epochs!r}")
+
+
+@dataclass
+class ImportSpec:
+    """``keras-resnet import``: pretrained timm / torchvision weights into a Keras model (:mod:`keras_resnet.hub`)."""
+
+    source: str = opt(None, "SOURCE:ARCH[.TAG]: timm:resnet50d, timm:resnet50.a1_in1k, torchvision:resnext50_32x4d, "
+                            "... (see docs/pretrained.md)", positional=True)
+    weights: str | None = opt(None, "the weights file (.safetensors, or .pth/.bin from torch.save); default: download "
+                                    "it with the source's hub client (needs the network)", metavar="FILE")
+    output: str = shared("output", None, required=True, help="the .keras model to write (the preprocessing goes "
+                                                              "next to it, OUTPUT minus .keras + .preprocessing.json)")
+    force: bool = shared("force", False)
+    logits: bool = opt(False, "end the model on logits (no softmax), as the PyTorch model does")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or ":" not in self.source:
+            raise ConfigError(f"expected SOURCE:ARCH, e.g. timm:resnet50d or torchvision:resnet50; got {self.source!r}")
+
+    @property
+    def classifier_activation(self) -> str | None:
+        return None if self.logits else "softmax"
 
 
 # ---- dataclass <-> argparse --------------------------------------------------------------------------------

@@ -47,6 +47,11 @@ class BlockOptions:
         "3x3" (v1.5). Basic blocks always stride on their first 3×3.
     avg_down: ResNet-D shortcut, 2×2 average pooling then a stride-1 1×1 projection.
     width: multiplier of the inner widths (Wide ResNets).
+    cardinality: groups of the bottleneck's 3×3 conv (ResNeXt); its width is
+        ``floor(filters · base_width / 64) · cardinality`` as in timm and torchvision (``groups``, ``width_per_group``).
+    base_width: bottleneck width per group at 64 filters (ResNeXt 32x4d: 4; Wide ResNet-50-2: 128).
+    se_ratio: squeeze-and-excitation after the branch's last BN, before the add, with
+        ``se_channels(out, se_ratio)`` hidden channels (timm's SEModule: 1/16, rounded to a multiple of 8); 0: none.
     use_bias: give every conv a bias (keras.applications v1); otherwise only convs not followed by BN.
     zero_init: start the branch at zero (last BN gamma in v1, last conv kernel in v2).
     weight_decay: L2 penalty ``weight_decay / 2 · ||w||²`` on kernels, whose gradient is ``weight_decay · w``.
@@ -61,6 +66,9 @@ class BlockOptions:
     stride_on: StrideOn = "1x1"
     avg_down: bool = False
     width: float = 1.0
+    cardinality: int = 1
+    base_width: int = 64
+    se_ratio: float = 0.0
     use_bias: bool = False
     zero_init: bool = False
     weight_decay: float = 0.0
@@ -74,13 +82,19 @@ class BlockOptions:
         for name in ("preact", "avg_down", "use_bias", "zero_init"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
-        for name in ("width", "weight_decay", "drop_path_rate"):
+        for name in ("cardinality", "base_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        for name in ("width", "weight_decay", "se_ratio", "drop_path_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
                     or value in (float("inf"), float("-inf")):
                 raise ConfigError(f"{name} must be a finite number; got {value!r}")
         if not self.width > 0:
             raise ConfigError(f"width must be positive; got {self.width}")
+        if not 0 <= self.se_ratio <= 1:
+            raise ConfigError(f"se_ratio must be in [0, 1]; got {self.se_ratio}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
         if not 0 <= self.drop_path_rate < 1:
@@ -92,14 +106,30 @@ class BlockOptions:
 OPTION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(BlockOptions))
 
 
+def se_channels(channels: int, ratio: float, divisor: int = 8) -> int:
+    """Hidden channels of a squeeze-and-excitation unit: timm's ``make_divisible(channels · ratio, 8,
+    round_limit=0)`` (timm/layers/squeeze_excite.py, helpers.py): the nearest multiple of 8, at least 8."""
+    v = channels * ratio
+    return max(divisor, int(v + divisor / 2) // divisor * divisor)
+
+
 @dataclass(frozen=True)
 class Arch:
-    """A depth table entry: block type, blocks per stage, base filters per stage, stem."""
+    """A depth table entry: block type, blocks per stage, base filters per stage, stem.
+
+    ``stem_filters``: the stem's output channels when they differ from ``filters[0]`` (timm's 's' and 'e' deep
+    stems end on 128; reduced-width copies of torchvision and timm models keep their 64-channel 7×7 stem).
+    """
 
     block: BlockKind
     blocks: tuple[int, ...]
     filters: tuple[int, ...] = (64, 128, 256, 512)
     stem: Stem = "imagenet"
+    stem_filters: int | None = None
+
+    @property
+    def stem_width(self) -> int:
+        return self.filters[0] if self.stem_filters is None else self.stem_filters
 
     @property
     def depth(self) -> int:
@@ -151,6 +181,7 @@ class ModelSpec:
     classes: int = 1000
     input_size: int = 224
     keras_weights: bool = False  # keras.applications publishes ImageNet weights for this exact model
+    timm: str | None = None  # the timm / torchvision architecture this entry reproduces (keras_resnet.hub)
 
     @property
     def cifar(self) -> bool:
@@ -160,12 +191,23 @@ class ModelSpec:
         kind = "pre-activation " if self.options.get("preact") else ""
         skip = {"none": "plain (no shortcut) ", "highway": "highway "}.get(self.options.get("skip", ""), "")
         family = "CIFAR" if self.cifar else "ImageNet"
+        o = self.options
+        extra = "".join([
+            f" ResNeXt {o['cardinality']}x{o['base_width']}d (grouped 3x3 convs)." if o.get("cardinality", 1) > 1
+            else "",
+            f" Wide: bottleneck width x{o['base_width'] // 64}." if o.get("base_width", 64) > 64
+            and o.get("cardinality", 1) == 1 else "",
+            " Squeeze-and-excitation in every block." if o.get("se_ratio") else "",
+            " ResNet-D: deep 3x3 stem, average-pool shortcuts." if o.get("avg_down") else "",
+            f" timm's / torchvision's {self.timm} layout (stride on the 3x3, no conv biases)." if self.timm else "",
+        ])
         return (f"{self.function}: {kind}{skip}{self.arch.block} {family} network, depth {self.arch.depth}, "
-                f"blocks {self.arch.blocks}.")
+                f"blocks {self.arch.blocks}.{extra}")
 
 
 _V1_KERAS = {"use_bias": True}  # keras.applications v1: a bias on every conv
 _V2 = {"preact": True, "stride_on": "3x3"}
+_TORCH = {"stride_on": "3x3"}  # torchvision / timm: v1.5, convs without biases (the BlockOptions default)
 
 
 def _table() -> dict[str, ModelSpec]:
@@ -184,6 +226,19 @@ def _table() -> dict[str, ModelSpec]:
         models[f"highway{depth}"] = ModelSpec(f"Highway{depth}", arch, {"skip": "highway", "shortcut": "A"}, **cifar)
     for depth in CIFAR_BOTTLENECK_DEPTHS:
         models[f"resnet{depth}v2"] = ModelSpec(f"ResNet{depth}V2", cifar_arch(depth, "bottleneck"), _V2, **cifar)
+    # timm / torchvision variants (keras_resnet.hub imports their weights): v1.5 strides, no conv biases.
+    for depth in (50, 101):
+        deep = dataclasses.replace(IMAGENET[depth], stem="deep")
+        models[f"resnet{depth}d"] = ModelSpec(f"ResNet{depth}D", deep, {**_TORCH, "avg_down": True},
+                                              timm=f"resnet{depth}d")
+        models[f"seresnet{depth}"] = ModelSpec(f"SEResNet{depth}", IMAGENET[depth], {**_TORCH, "se_ratio": 1 / 16},
+                                               timm=f"seresnet{depth}")
+        models[f"wideresnet{depth}2"] = ModelSpec(f"WideResNet{depth}_2", IMAGENET[depth],
+                                                  {**_TORCH, "base_width": 128}, timm=f"wide_resnet{depth}_2")
+    for depth, (groups, width) in ((50, (32, 4)), (101, (32, 8))):
+        models[f"resnext{depth}{groups}x{width}d"] = ModelSpec(
+            f"ResNeXt{depth}_{groups}x{width}d", IMAGENET[depth],
+            {**_TORCH, "cardinality": groups, "base_width": width}, timm=f"resnext{depth}_{groups}x{width}d")
     return models
 
 

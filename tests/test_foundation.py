@@ -30,12 +30,12 @@ PACKAGE = pathlib.Path(keras_resnet.__file__).parent
 # functions alike (a function-level import still ties the lower module to the higher one).
 LAYERS: list[set[str]] = [
     {"errors", "files", "console", "compat", "specs", "options", "_generate_models", "safe_pickle",
-     "runlock"},
+     "runlock", "weights"},
     {"blocks", "schedules"},
     {"build", "models"},
     {"data", "augment"},
     {"train"},
-    {"model_io", "quantize", "metadata", "convert", "evaluate"},
+    {"model_io", "quantize", "metadata", "convert", "evaluate", "hub"},
     {"demo", "cli"},
 ]
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
