@@ -16,11 +16,12 @@ into an ordinary Keras 3 functional model whose layers fake-quantize what TFLite
 - a **BatchNormalization that follows no conv** (ResNet V2's pre-activations, ``post_bn``) and the input
   **Normalization** become :class:`QATAffine`: a per-channel scale and offset computed as a 1×1 depthwise
   conv, which the converter emits as one int8 DEPTHWISE_CONV_2D with per-channel weights;
-- **Add, Subtract, Multiply, ReLU, global/average pooling** are :class:`QATOutput`: the Keras op, then
+- **Add, Subtract, Multiply, ReLU, global average pooling** are :class:`QATOutput`: the Keras op, then
   its output range (ReLU fused into an Add). Sigmoid and softmax outputs get TFLite's fixed int8 range
   (scale 1/256, zero point -128);
-- **ZeroPadding2D, MaxPooling2D, ChannelPadding, Flatten, Reshape, Dropout** pass through: TFLite runs them
-  on int8 with the input's scale, exactly, as the float op on fake-quantized values does;
+- **ZeroPadding2D, MaxPooling2D, AveragePooling2D, ChannelPadding, Flatten, Reshape, Dropout** pass through:
+  TFLite runs them on int8 with the input's scale, exactly as the float op on fake-quantized values
+  (AveragePooling2D: within half an input step, TFLite rounds the mean onto the input grid);
 - the **input** gets a :class:`QATInput` range (pixels 0-255 calibrate to scale 1, zero point -128).
 
 Any other layer is refused by name (:class:`~keras_resnet.errors.ConfigError`). The model trains with
@@ -51,8 +52,11 @@ _INITIAL_RANGE = (-6.0, 6.0)  # tfmot's start: finite ranges before any calibrat
 # Layer kinds the rewrite handles, by what it does with them.
 _WEIGHTED = {"Conv2D", "DepthwiseConv2D", "Dense"}
 _AFFINE = {"BatchNormalization", "Normalization"}
-_OUTPUT = {"Add", "Subtract", "Multiply", "GlobalAveragePooling2D", "AveragePooling2D", "ReLU", "Activation"}
-_PASS = {"ZeroPadding2D", "MaxPooling2D", "ChannelPadding", "Flatten", "Reshape", "Dropout"}
+_OUTPUT = {"Add", "Subtract", "Multiply", "GlobalAveragePooling2D", "ReLU", "Activation"}
+# TFLite runs these on int8 with the input's scale. Exact for all but AVERAGE_POOL_2D, which rounds the mean onto the
+# input grid (<= 1/2 input LSB off the float mean Keras passes on); giving it an output range of its own made the
+# converter add a QUANTIZE (requantize) op after it, which PTQ models do not have.
+_PASS = {"ZeroPadding2D", "MaxPooling2D", "AveragePooling2D", "ChannelPadding", "Flatten", "Reshape", "Dropout"}
 
 
 # ---- quantization state shared by every layer ---------------------------------------------------------------
@@ -203,7 +207,7 @@ class QATConv(_Ranged):
                                   data_format="channels_last", dilation_rate=layer.dilation_rate)
 
     def _kernel(self):
-        return self.layer.depthwise_kernel if self.kind == "DepthwiseConv2D" else self.layer.kernel
+        return self.layer.kernel  # Keras 3 names the depthwise kernel `kernel` too
 
     def _channel_shape(self, kernel):
         """How a per-output-channel vector broadcasts over the kernel (depthwise: axis 2, multiplier 1)."""
