@@ -607,7 +607,9 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
     """``model.fit`` with SGD (momentum 0.9): the same optimizer the tfmot engine uses; returns the History."""
     keras.utils.set_random_seed(seed)
     last = qat_model.layers[-1]
-    from_logits = not (isinstance(last, QATConv) and last.activation == "softmax")
+    softmax = (isinstance(last, QATConv) and last.activation == "softmax") or (
+        isinstance(last, QATOutput) and last.layer.get_config().get("activation") == "softmax")
+    from_logits = not softmax
     qat_model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
                       metrics=["accuracy"])
