@@ -453,15 +453,12 @@ def quantize_model(model, *, calibration_steps: int = 8, ema_decay: float = 0.99
     config = model.get_config()
     specs = config["layers"]
     layers = {spec["name"]: model.get_layer(spec["name"]) for spec in specs}
-    inputs_of: dict[str, list[str]] = {}
     consumers: dict[str, list[str]] = {spec["name"]: [] for spec in specs}
     for spec in specs:
         if len(spec["inbound_nodes"]) > 1:
             raise ConfigError(f"layer {spec['name']!r} is used {len(spec['inbound_nodes'])} times; native QAT needs "
                               f"each layer called once")
-        refs = [ref[0] for node in spec["inbound_nodes"] for ref in _refs(node)]
-        inputs_of[spec["name"]] = refs
-        for ref in refs:
+        for ref in [ref[0] for node in spec["inbound_nodes"] for ref in _refs(node)]:
             consumers[ref].append(spec["name"])
     outputs = [ref[0] for ref in _ref_list(config["output_layers"])]
 
