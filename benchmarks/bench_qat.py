@@ -4,6 +4,7 @@ step (TensorFlow backend, one process, same batch).
 
     python benchmarks/bench_qat.py [--model resnet20] [--dataset digits] [--epochs 15] [--qat-epochs 2]
     python benchmarks/bench_qat.py --dataset fashion-mnist [--float-model run/best.keras]   (if the data exists)
+    python benchmarks/bench_qat.py --step-time-only [--steps 20 --step-batch 128]
 
 The float model is trained here (SGD 0.05, momentum 0.9, batch 64, no augmentation) unless --float-model is given.
 Both QAT engines fine-tune it with the same QATSpec (SGD 1e-3, momentum 0.9, batch 64) and are converted by
@@ -46,41 +47,37 @@ def _row(label: str, correct: np.ndarray, agreement: float | None = None, extra:
     return {"label": label, "accuracy": hits / n, "ci": [low, high], "n": n, "agreement": agreement}
 
 
-def _step_ms(model, x, y, *, steps: int, loss) -> float:
-    """Median wall time of one ``train_on_batch`` step (after 3 warm-up steps) on the same batch."""
-    import keras
-
-    model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), loss)
-    for _ in range(3):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def step_times(float_model, x, y, batch: int, steps: int) -> dict:
-    """Float step vs native QAT step, with the folded BNs learning (two convs each) and frozen (one)."""
+    """Float step vs native QAT step, with the folded BNs learning (two convs each) and frozen (one).
+
+    The three models take turns, one ``train_on_batch`` each per round (after 3 warm-up rounds), so load from other
+    processes on a shared machine falls on all three alike; the figures are medians over ``steps`` rounds.
+    """
     import keras
 
     from keras_resnet import qat
 
     xb, yb = np.asarray(x[:batch], "float32"), np.asarray(y[:batch])
-    loss = keras.losses.SparseCategoricalCrossentropy()
     clone = keras.models.clone_model(float_model)
     clone.set_weights(float_model.get_weights())
-    result = {"float_ms": _step_ms(clone, xb, yb, steps=steps, loss=loss)}
     learning = qat.quantize_model(float_model)  # freeze_bn_after=None: BN batch statistics throughout
-    result["qat_bn_learning_ms"] = _step_ms(learning, xb, yb, steps=steps, loss=loss)
     frozen = qat.quantize_model(float_model)
     qat.freeze(frozen)
-    result["qat_frozen_ms"] = _step_ms(frozen, xb, yb, steps=steps, loss=loss)
+    models = {"float_ms": clone, "qat_bn_learning_ms": learning, "qat_frozen_ms": frozen}
+    for model in models.values():
+        model.compile(keras.optimizers.SGD(1e-3, momentum=0.9), keras.losses.SparseCategoricalCrossentropy())
+    times: dict[str, list[float]] = {key: [] for key in models}
+    for round_ in range(steps + 3):
+        for key, model in models.items():
+            start = time.perf_counter()
+            model.train_on_batch(xb, yb)
+            if round_ >= 3:
+                times[key].append(time.perf_counter() - start)
+    result = {key: 1e3 * statistics.median(values) for key, values in times.items()}
     for key in ("qat_bn_learning_ms", "qat_frozen_ms"):
         result[key.replace("_ms", "_ratio")] = result[key] / result["float_ms"]
-    print(f"train step, batch {batch}, median of {steps}: float {result['float_ms']:.1f} ms; native QAT "
-          f"{result['qat_bn_learning_ms']:.1f} ms with BN learning ({result['qat_bn_learning_ratio']:.2f}x), "
+    print(f"train step, batch {batch}, median of {steps} interleaved rounds: float {result['float_ms']:.1f} ms; "
+          f"native QAT {result['qat_bn_learning_ms']:.1f} ms with BN learning ({result['qat_bn_learning_ratio']:.2f}x), "
           f"{result['qat_frozen_ms']:.1f} ms with BN frozen ({result['qat_frozen_ratio']:.2f}x; target <= 1.5x)",
           flush=True)
     return result
@@ -98,6 +95,9 @@ def run(args, workdir: str) -> dict:
 
     print(f"backend {keras.backend.backend()}, dataset {args.dataset}, model {args.model}", flush=True)
     x, y = data.load(args.dataset, "train", args.data_dir)
+    if args.step_time_only:  # the step time does not depend on the weights: an untrained model will do
+        model = train.model_for_dataset(args.model, data.info(args.dataset, args.data_dir))
+        return {"step_time": step_times(model, x, y, args.step_batch, args.steps)}
     xt, yt = data.load(args.dataset, "test", args.data_dir)
     xt = xt.astype("float32")
     if args.float_model:
@@ -157,6 +157,7 @@ def main() -> int:
     parser.add_argument("--step-batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--skip-step-time", action="store_true")
+    parser.add_argument("--step-time-only", action="store_true", help="only the float vs QAT training step time")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_qat") as workdir:
