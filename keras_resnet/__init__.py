@@ -5,7 +5,8 @@ well under a second). The named models (``ResNet50``, ``ResNet20``, ``Plain56``,
 :mod:`keras_resnet.models`, blocks in :mod:`keras_resnet.blocks`, the depth table in :mod:`keras_resnet.specs`;
 ``keras_resnet.ResNet50`` and the other names below are loaded on first access.
 
-Saved models need keras_resnet's two registered classes (``ChannelPadding``, ``ResNetSchedule``). They are
+Saved models need keras_resnet's registered classes (``ChannelPadding``, ``ResNetSchedule``, the native QAT layers
+of :mod:`keras_resnet.qat`). They are
 registered with Keras as soon as both this package and Keras are imported, in either order, so
 ``import keras_resnet; keras.saving.load_model("best.keras")`` works.
 """
@@ -70,6 +71,7 @@ def _register_with_keras() -> None:
     """Import the modules whose classes are registered Keras serializables."""
     importlib.import_module("keras_resnet.blocks")
     importlib.import_module("keras_resnet.schedules")
+    importlib.import_module("keras_resnet.qat")  # the native QAT layers (QATConv, ...)
 
 
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):

@@ -71,7 +71,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def _qat_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="trained Keras 3 model (.keras)")
     add_arguments(p, QATSpec)
-    _flag(p, "output", required=True, help="QAT model to write (.h5)")
+    _flag(p, "output", required=True, help="QAT model to write (.h5 for --engine tfmot, .keras for --engine keras)")
     _flag(p, "force")
     _flag(p, "unsafe")
 
@@ -133,9 +133,10 @@ COMMANDS: dict[str, Command] = {
                                     "classes), loss and per-class accuracy. .tflite files run in resnet-edge, the "
                                     "device runner."),
     "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
-                   "keras_resnet.quantize:qat_command", specs=(QATSpec,),
+                   "keras_resnet.qat:qat_command", specs=(QATSpec,),
                    description="Quantization-aware fine-tuning: quantize a trained .keras model with tfmot's 8-bit "
-                               "scheme (on a tf_keras twin), fine-tune it and save it (.h5)."),
+                               "scheme (on a tf_keras twin; --engine tfmot, the default, saves .h5) or natively in "
+                               "Keras 3 (--engine keras, any backend, saves .keras), fine-tune it and save it."),
     "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
                        "keras_resnet.convert:convert_command", specs=(ConvertSpec,),
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "

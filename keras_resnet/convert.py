@@ -153,7 +153,7 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
 
     if quantization not in MODES:
         raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(MODES)}")
-    qat = is_qat_model(model)
+    qat = _is_qat(model)
     if qat and quantization != "int8":
         raise ConfigError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
 
@@ -188,6 +188,17 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
     # the converter's legacy quantizer (experimental_new_quantizer=False) is not needed and cannot
     # quantize PADV2 anyway.
     return attempt(True)
+
+
+def _is_qat(model) -> bool:
+    """A tfmot (tf_keras) or native Keras 3 (:mod:`keras_resnet.qat`) QAT model: int8 from its FakeQuant ranges."""
+    if is_qat_model(model):
+        return True
+    if type(model).__module__.startswith("tf_keras"):
+        return False
+    from keras_resnet.qat import is_native_qat
+
+    return is_native_qat(model)
 
 
 def _run(converter, quantization: str) -> bytes:
@@ -308,6 +319,11 @@ def normalization_constants(model) -> dict | None:
 
         mean = np.ravel(keras.ops.convert_to_numpy(inner.mean)).astype(float)
         std = np.sqrt(np.ravel(keras.ops.convert_to_numpy(inner.variance)).astype(float))
+    elif kind == "QATAffine":  # qat.quantize_model rewrote it: scale = 1/std, offset = -mean/std
+        import keras
+
+        std = 1.0 / np.ravel(keras.ops.convert_to_numpy(inner.scale)).astype(float)
+        mean = -np.ravel(keras.ops.convert_to_numpy(inner.offset)).astype(float) * std
     elif kind == "DepthwiseConv2D":  # quantize.to_tf_keras rewrote it: scale = 1/std, bias = -mean/std
         named = {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in layer.weights}
         kernel, bias = named["depthwise_kernel"], named["bias"]
@@ -365,7 +381,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
     runlock.remove_stale_temporaries(folder, "convert")  # SavedModel folders of killed conversions
     path = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     model = load_model(path, unsafe=unsafe) if path is not None else model_or_path
-    qat = is_qat_model(model)
+    qat = _is_qat(model)
     quantization, io_type, batch = _resolve_target(spec, qat)
     threshold = MIN_AGREEMENT[quantization] if spec.min_agreement is None else spec.min_agreement
 

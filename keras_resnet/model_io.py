@@ -92,7 +92,8 @@ Functional Sequential Model
 """
 # keras_resnet's registered classes; tfmot 0.8's QAT wrappers, quantize configs and quantizers (keras-resnet qat).
 KERAS_RESNET_CLASSES = {"ChannelPadding": "keras_resnet>ChannelPadding",
-                        "ResNetSchedule": "keras_resnet>ResNetSchedule"}
+                        "ResNetSchedule": "keras_resnet>ResNetSchedule",
+                        **{name: f"keras_resnet>{name}" for name in ("QATInput", "QATConv", "QATAffine", "QATOutput")}}
 _TFMOT = """
 QuantizeWrapper QuantizeWrapperV2 QuantizeAnnotate QuantizeLayer QuantizeAwareActivation NoOpActivation
 Default8BitQuantizeConfig Default8BitConvQuantizeConfig Default8BitActivationQuantizeConfig

@@ -42,6 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                "cutmix_alpha": 1.0, "ema_decay": 0.99, "randaugment_ops": 2, "randaugment_magnitude": 6.0,
                "builder_options": {"drop_path_rate": 0.05}},
 }
+QAT_ENGINES = ("tfmot", "keras")
 
 
 @dataclass(frozen=True)
@@ -352,8 +353,12 @@ class QATSpec:
     epochs: int = opt(2, "fine-tuning epochs", parse=int)
     batch_size: int = opt(64, "batch size", parse=_positive_int)
     learning_rate: float = opt(1e-3, "SGD learning rate", parse=_finite)
+    engine: str = opt("tfmot", "tfmot: tensorflow-model-optimization on a tf_keras twin, TensorFlow only, writes .h5; "
+                               "keras: native Keras 3 QAT (keras_resnet.qat), any backend, writes .keras",
+                      choices=QAT_ENGINES)
 
     def __post_init__(self) -> None:
+        check_choice("engine", self.engine, QAT_ENGINES)
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0; got {self.epochs!r}")
         _check_positive_int("qat", batch_size=self.batch_size)
