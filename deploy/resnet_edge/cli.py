@@ -1,4 +1,4 @@
-"""``resnet-edge classify|benchmark|info``: the command line. Exit codes: 0 ok, 1 a file or the model failed, 2 usage."""
+"""``resnet-edge classify|benchmark|info|check``: the command line. Exit codes: 0 ok, 1 a file or the model failed, 2 usage."""
 
 from __future__ import annotations
 
@@ -104,7 +104,41 @@ def parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="the model's input, output, metadata and the runtime that would run it")
     model_args(i)
+
+    k = sub.add_parser("check", help="which ops a target (cpu, gpu, edgetpu) will refuse or run elsewhere",
+                       description="Check a .tflite file against a target's deployment contract, from the file alone "
+                                   "(no runtime): per op, what will fail or fall back. Exit 1 when the target "
+                                   "refuses the model (with --strict: also when an op falls back).")
+    add_check_arguments(k)
     return p
+
+
+def add_check_arguments(k: argparse.ArgumentParser) -> None:
+    """The options of ``check`` (shared with ``keras-resnet check``)."""
+    from .check import TARGETS
+
+    k.add_argument("model", help="the .tflite model")
+    k.add_argument("--target", choices=TARGETS, default="cpu",
+                   help="cpu (XNNPACK), gpu (the GPU delegate) or edgetpu (edgetpu_compiler 16.0)")
+    k.add_argument("--compiler", metavar="PATH", default=None,
+                   help="edgetpu_compiler to run for --target edgetpu (default: the one on PATH, if any)")
+    k.add_argument("--no-compiler", action="store_true", help="never run edgetpu_compiler")
+    k.add_argument("--strict", action="store_true", help="fail (exit 1) on fallbacks too")
+    k.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+
+
+def run_check(args: argparse.Namespace, out=None) -> tuple[int, Any]:
+    """Run ``check`` for parsed arguments and print the report; (exit code, report). ValueError for bad files."""
+    from .check import check
+
+    report = check(args.model, args.target, compiler=False if args.no_compiler else args.compiler)
+    out = out or sys.stdout
+    if args.json:
+        print(_dumps(report.as_dict()), file=out, flush=True)
+    else:
+        print("\n".join(report.lines()), file=out, flush=True)
+    failed = not report.ok or (args.strict and report.count("fallback"))
+    return (1 if failed else 0), report
 
 
 def _classifier(args: argparse.Namespace, **extra: Any):
@@ -197,6 +231,19 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_command(args: argparse.Namespace) -> int:
+    try:
+        code, report = run_check(args)
+    except ValueError as error:  # unreadable or malformed file
+        message = str(error)
+        _error(message if message.startswith(args.model) else f"{args.model}: {message}")
+        return 1
+    if code:
+        _error(f"{args.model}: {'fails' if not report.ok else 'falls back on'} the {args.target} contract "
+               f"({report.count('error')} errors, {report.count('fallback')} fallbacks)")
+    return code
+
+
 def _usage(message: str) -> int:
     print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
     return 2
@@ -207,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     # Images above --max-pixels are refused before decoding; Pillow's warning for them adds only noise.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
-        return {"classify": classify, "benchmark": benchmark, "info": info}[args.command](args)
+        return {"classify": classify, "benchmark": benchmark, "info": info,
+                "check": check_command}[args.command](args)
     except (ModelError, RuntimeUnavailable) as error:
         _error(str(error))
         return 1

@@ -604,8 +604,9 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
         raise ModelError(f"{path}: {_first_line(error)}") from None
 
 
-def read_regular_file(path: str) -> bytes:
-    """The content of ``path``, refusing (OSError) anything but a regular file without blocking on a FIFO."""
+def read_regular_file(path: str, max_bytes: int | None = None) -> bytes:
+    """The content of ``path``, refusing (OSError) anything but a regular file without blocking on a FIFO, and
+    (with ``max_bytes``) a file larger than that, checked on the open file before reading."""
     import stat
 
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -613,6 +614,8 @@ def read_regular_file(path: str) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise OSError(f"not a regular file ({file_kind(mode)})")
+        if max_bytes is not None and os.fstat(fd).st_size > max_bytes:
+            raise OSError(f"larger than {max_bytes:,} bytes")
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     finally:
