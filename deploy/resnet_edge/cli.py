@@ -16,7 +16,7 @@ from PIL import Image
 from . import __version__
 from .metadata import finite_json
 from .preprocess import DEFAULT_MAX_PIXELS, scan_images
-from .runtime import ACCELERATORS, RUNTIMES, ModelError, RuntimeUnavailable
+from .runtime import ACCELERATORS, APIS, RUNTIMES, ModelError, RuntimeUnavailable, cpu_info
 
 PROG = "resnet-edge"
 
@@ -76,7 +76,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--delegate", metavar="PATH.so", help="external delegate library (e.g. libedgetpu.so.1)")
         s.add_argument("--delegate-option", metavar="K=V", type=_option, action="append", default=[],
                        help="option for --delegate (repeatable)")
-        s.add_argument("--accelerator", choices=ACCELERATORS, help="run through LiteRT's CompiledModel API")
+        s.add_argument("--accelerator", choices=ACCELERATORS,
+                       help="gpu or npu (the CPU taking the rest) or cpu, through LiteRT's CompiledModel API")
+        s.add_argument("--api", choices=APIS, default="auto",
+                       help="auto: LiteRT's CompiledModel where ai-edge-litert has it, else the Interpreter; "
+                            "compiled or interpreter to choose (delegates always use the Interpreter)")
         s.add_argument("--require-accelerator", action="store_true",
                        help="fail instead of falling back to the CPU when the delegate/accelerator cannot be used")
         s.add_argument("--no-guard", action="store_true",
@@ -147,12 +151,14 @@ def _classifier(args: argparse.Namespace, **extra: Any):
     return Classifier(args.model, threads=args.threads, runtime=args.runtime, delegate=args.delegate,
                       delegate_options=dict(args.delegate_option) or None, accelerator=args.accelerator,
                       require_accelerator=args.require_accelerator, safe=not args.no_guard,
-                      max_memory_mb=args.max_memory, **extra)
+                      max_memory_mb=args.max_memory, api=args.api, **extra)
 
 
 def _where(info: dict) -> str:
-    return (f"{info['runtime']} {info['runtime_version']}, delegate {info['delegate']}, "
-            f"accelerator {info['accelerator']}, {info['threads']} threads")
+    full = info.get("fully_accelerated")
+    return (f"{info['runtime']} {info['runtime_version']}, path {info.get('path')}"
+            f"{'' if full is None else ' (fully accelerated)' if full else ' (partly accelerated)'}, "
+            f"delegate {info['delegate']}, {info['threads']} threads")
 
 
 def _error(message: str) -> None:
@@ -208,6 +214,7 @@ def classify(args: argparse.Namespace) -> int:
 def benchmark(args: argparse.Namespace) -> int:
     clf = _classifier(args)
     report = clf.benchmark(runs=args.runs, warmup=args.warmup, batch=args.batch)
+    report["cpu"] = cpu_info()  # the int8 speed-up depends on these (VNNI, AMX, dot-product)
     if args.json:
         print(_dumps(report))
     else:
@@ -215,6 +222,8 @@ def benchmark(args: argparse.Namespace) -> int:
         print(f"latency (ms): min {report['min_ms']:.3f}  median {report['median_ms']:.3f}  "
               f"p90 {report['p90_ms']:.3f}  p99 {report['p99_ms']:.3f}  ({report['runs']} runs, {report['warmup']} warm-up)")
         print(f"throughput: {report['images_per_s'] or float('nan'):.1f} images/s")
+        cpu = report["cpu"]
+        print(f"cpu: {cpu['model']}, {cpu['cores']} cores, features {' '.join(cpu['features'] or ['unknown'])}")
     return 0
 
 
