@@ -3,7 +3,8 @@
 CPU model and the features that decide the int8 speed-up (AVX2, AVX-512, VNNI, AMX; Arm dot-product); optionally
 (--accuracy) ResNet-20 / ResNet-20 V2 on digits: float vs float16 vs PTQ int8 vs QAT int8 accuracy.
 
-    python benchmarks/bench_convert.py [--quick] [--threads 2] [--rounds 5] [--accuracy]
+    python benchmarks/bench_convert.py [--quick | --models resnet20,resnet56] [--threads 2] [--rounds 5] [--accuracy]
+    python benchmarks/bench_convert.py --from DIR ...   (time files converted earlier; no TensorFlow needed)
     (--quick: ResNet-20 only)
 
 Latency: random weights (latency does not depend on training), batch 1, PTQ int8 with int8 I/O (8 random calibration
@@ -73,9 +74,15 @@ def latency(files: dict[str, dict[str, str]], threads: int, rounds: int, runs: i
     return {key: (float(np.median(v)), runners[key].info) for key, v in samples.items()}
 
 
-def latency_table(names: list[str], threads: int, rounds: int) -> None:
+def latency_table(names: list[str], threads: int, rounds: int, source: str | None = None) -> None:
+    """``source``: a folder with NAME_float32.tflite and NAME_int8.tflite (from an earlier run's --keep) to time
+    on a machine without TensorFlow; else the models are converted here."""
     with tempfile.TemporaryDirectory() as workdir:
-        files = {name: convert(name, workdir) for name in names}
+        if source:
+            files = {name: {mode: os.path.join(source, f"{name}_{mode}.tflite") for mode in ("float32", "int8")}
+                     for name in names}
+        else:
+            files = {name: convert(name, workdir) for name in names}
         results = latency(files, threads, rounds, runs=20 if "resnet50" in names else 50)
     cpu = cpu_line()
     print(f"\nCPU: {cpu}\nthreads {threads}, batch 1, median of {rounds} alternating rounds\n")
@@ -144,16 +151,25 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="ResNet-20 only")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--accuracy", action="store_true", help="also the digits accuracy comparison (slow)")
+    parser.add_argument("--from", dest="source", metavar="DIR",
+                        help="time NAME_float32.tflite / NAME_int8.tflite from DIR instead of converting (no "
+                             "TensorFlow needed: for timing on another machine)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--qat-epochs", type=int, default=2)
     args = parser.parse_args()
-    from keras_resnet import console
+    if not args.source or args.accuracy:
+        from keras_resnet import console
 
-    console.import_tensorflow(silenced=True)
-    latency_table(["resnet20"] if args.quick else list(MODELS), args.threads, args.rounds)
+        console.import_tensorflow(silenced=True)
+    names = ["resnet20"] if args.quick else [m for m in args.models.split(",") if m]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+    latency_table(names, args.threads, args.rounds, args.source)
     if args.accuracy:
         with tempfile.TemporaryDirectory() as workdir:
             for name in ("resnet20", "resnet20v2"):
