@@ -39,8 +39,8 @@ def test_check_command(capsys):
     captured = capsys.readouterr()
     assert "FLEX:MatrixDeterminant#0" in captured.out
     assert captured.err.strip().endswith("fails the cpu contract (1 errors, 0 fallbacks)")
-    assert main(["check", RESNET20, "--target", "cpu", "--strict"]) == 2  # the 1x1 subsampling MAX_POOL_2Ds
-    assert "falls back on the cpu contract (0 errors, 3 fallbacks)" in capsys.readouterr().err
+    assert main(["check", RESNET20, "--target", "cpu", "--strict"]) == 2  # e.g. the 1x1 subsampling MAX_POOL_2Ds
+    assert "falls back on the cpu contract (0 errors, 5 fallbacks)" in capsys.readouterr().err
     assert main(["check", os.path.join(FIXTURES, "missing.tflite")]) == 2
     assert "missing.tflite: No such file or directory" in capsys.readouterr().err
 

@@ -97,7 +97,8 @@ GPU_MAX_RANK = 4
 # XNNPACK, the CPU delegate of ai-edge-litert and tflite-runtime (tensorflow/lite/delegates/xnnpack/
 # xnnpack_delegate.cc): ops it takes; the others run on the runtime's reference/optimized builtin kernels and split
 # the graph into several XNNPACK partitions. Measured with ai-edge-litert 2.3 on keras_resnet ResNet-20 (option-A
-# shortcuts): the two 1x1/stride-2 MAX_POOL_2D subsamplings and the int8 SOFTMAX stay outside (3 partitions).
+# shortcuts): the two 1x1/stride-2 MAX_POOL_2D subsamplings and the int8 SOFTMAX stay outside (3 partitions), and
+# so do uint8<->int8 QUANTIZE ops (uint8 I/O); deploy/tests/test_check.py compares this table with the runtime.
 XNNPACK_OPS = frozenset("""
 ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D DEPTH_TO_SPACE DEPTHWISE_CONV_2D DEQUANTIZE DIV ELU
 EXP FLOOR FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MUL NEG PAD PRELU
@@ -406,6 +407,9 @@ def _cpu(g: Graph, report: Report) -> dict[int, str]:
                       "splits into one more XNNPACK partition here")
         elif op.name in XNNPACK_FLOAT_ONLY and types & set(_EIGHT_BIT):
             reason = f"XNNPACK takes {op.name} in float only"
+        elif op.name == "QUANTIZE" and len({g.tensors[t].type for t in op.inputs[:1] + op.outputs[:1]} & {
+                "INT8", "UINT8"}) == 2:
+            reason = "uint8/int8 conversion (8-bit I/O of another signedness): XNNPACK quantizes from float only"
         else:
             status[op.index] = "XNNPACK"
             continue

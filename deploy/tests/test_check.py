@@ -7,7 +7,7 @@ import stat
 import struct
 
 import pytest
-from conftest import FIXTURES, fixture, run_cli
+from conftest import FIXTURES, fixture, needs_litert, run_cli
 from resnet_edge.check import check, parse_compiler_log, read_file
 from resnet_edge.metadata import _Reader, _root
 
@@ -80,8 +80,9 @@ def test_cpu_reports_the_ops_xnnpack_leaves_to_the_builtin_kernels():
     report = check(fixture("edgetpu_resnet20.tflite"), "cpu")
     assert report.ok
     left = sorted(f.op.split("#")[0] for f in fallbacks(report))
-    # option-A shortcuts subsample with 1x1/stride-2 MAX_POOL_2D (XNNPACK refuses 1x1 windows); int8 SOFTMAX
-    assert left == ["MAX_POOL_2D", "MAX_POOL_2D", "SOFTMAX"], report.lines()
+    # option-A shortcuts subsample with 1x1/stride-2 MAX_POOL_2D (XNNPACK refuses 1x1 windows); int8 SOFTMAX; the
+    # uint8 <-> int8 QUANTIZE of the Edge TPU's uint8 I/O
+    assert left == ["MAX_POOL_2D", "MAX_POOL_2D", "QUANTIZE", "QUANTIZE", "SOFTMAX"], report.lines()
     assert not fallbacks(check(fixture("float32.tflite"), "cpu"))
 
 
@@ -182,3 +183,33 @@ def test_corrupted_models_give_value_errors():
                 assert "\n" not in str(error)
                 outcomes["error"] += 1
     assert outcomes["error"] > 20 and outcomes["report"] > 20, outcomes
+
+
+def _outside_xnnpack(path: str) -> list[str]:
+    """NAME#index of the ops that ai-edge-litert's XNNPACK leaves to the builtin kernels (from the execution plan:
+    the ops that produce a tensor a delegate partition or the model output reads, outside any partition)."""
+    from ai_edge_litert import interpreter
+
+    it = interpreter.Interpreter(model_path=path, num_threads=1)
+    it.allocate_tensors()
+    ops = it._get_ops_details()
+    original = [op for op in ops if op["op_name"] != "DELEGATE"]
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    produced = {int(t): op["index"] for op in original for t in op["outputs"]}
+    inside = {int(t) for d in delegates for t in d["outputs"]}
+    wanted = {int(t) for d in delegates for t in d["inputs"]} | {int(t) for t in it._interpreter.OutputIndices()}
+    outside, stack = set(), [t for t in wanted if t in produced and t not in inside]
+    while stack:
+        index = produced[stack.pop()]
+        if index not in outside:
+            outside.add(index)
+            stack += [int(t) for t in original[index]["inputs"] if int(t) in produced and int(t) not in inside]
+    return sorted(f"{original[i]['op_name']}#{i}" for i in outside)
+
+
+@needs_litert
+@pytest.mark.parametrize("name", ["edgetpu_resnet20.tflite", "int8.tflite", "float32.tflite", "dynamic.tflite"])
+def test_cpu_fallbacks_match_what_xnnpack_does(name):
+    """The static XNNPACK table against the runtime itself, on every fixture."""
+    predicted = sorted(f.op for f in fallbacks(check(fixture(name), "cpu")))
+    assert predicted == _outside_xnnpack(fixture(name))
