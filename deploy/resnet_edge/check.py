@@ -79,6 +79,7 @@ EDGETPU_OPS: dict[str, tuple[int, str]] = {
     "STRIDED_SLICE": (4, "stride 1 on non-spatial axes"), "SUB": (3, ""), "SUM": (2, ""), "TANH": (3, ""),
     "TRANSPOSE": (4, "no transposition of the batch dimension"), "TRANSPOSE_CONV": (3, ""),
 }
+EDGETPU_CUSTOM_OP = "CUSTOM:edgetpu-custom-op"  # what edgetpu_compiler puts in place of the ops it mapped
 EDGETPU_CACHE_BYTES = 8 * MB  # on-chip parameter SRAM ("roughly 8 MB", coral.ai models-intro, "parameter data caching")
 EDGETPU_MAX_RANK_ABOVE_1 = 3  # "only the 3 innermost dimensions may have a size greater than 1" (models-intro)
 
@@ -285,6 +286,9 @@ def _special(op: Op) -> Finding | None:
     if op.name.startswith("FLEX:"):
         return Finding("error", f"TensorFlow (SELECT_TF_OPS) op {op.name[5:]}: needs the Flex delegate, which "
                                 "ai-edge-litert, tflite-runtime and the Edge TPU compiler lack", op.label)
+    if op.name == EDGETPU_CUSTOM_OP:
+        return Finding("error", "compiled for the Edge TPU: runs only with the Edge TPU delegate "
+                                "(--delegate libedgetpu.so.1)", op.label)
     if op.name.startswith("CUSTOM:"):
         return Finding("error", f"custom op {op.name[7:]!r}: needs its kernel registered in the runtime", op.label)
     return None
@@ -298,6 +302,11 @@ def _edgetpu(g: Graph, report: Report) -> dict[int, str]:
                                                    "compiled"))
     first_cpu = None
     for op in g.ops:
+        if op.name == EDGETPU_CUSTOM_OP:  # the output of edgetpu_compiler: this part is already on the TPU
+            status[op.index] = "Edge TPU (compiled)"
+            report.findings.append(Finding("note", "already compiled by edgetpu_compiler: this op is the Edge TPU "
+                                                   "subgraph", op.label))
+            continue
         special = _special(op)
         if special:
             report.findings.append(special)

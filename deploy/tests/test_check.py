@@ -213,3 +213,21 @@ def test_cpu_fallbacks_match_what_xnnpack_does(name):
     """The static XNNPACK table against the runtime itself, on every fixture."""
     predicted = sorted(f.op for f in fallbacks(check(fixture(name), "cpu")))
     assert predicted == _outside_xnnpack(fixture(name))
+
+
+def test_a_model_compiled_for_the_edgetpu():
+    """edgetpu_compiler's output holds one custom op, edgetpu-custom-op: made here from flex.tflite's custom code."""
+    data = bytearray(open(fixture("flex.tflite"), "rb").read())
+    r = _Reader(bytes(data))
+    code = next(c for c in r.tables(_root(r), 1, "operator_codes") if r.field(c, 1) is not None)
+    string = r.deref(r.field(code, 1))
+    name = b"edgetpu-custom-op"
+    assert r.u32(string) >= len(name)
+    struct.pack_into(f"<I{len(name)}sx", data, string, len(name), name)
+    compiled = bytes(data)
+    tpu = check(compiled, "edgetpu")
+    assert [op["status"] for op in tpu.ops if op["name"] == "CUSTOM:edgetpu-custom-op"] == ["Edge TPU (compiled)"]
+    assert not [f for f in errors(tpu) if f.op and f.op.startswith("CUSTOM")]
+    cpu = check(compiled, "cpu")
+    assert [f.message for f in errors(cpu)] == ["compiled for the Edge TPU: runs only with the Edge TPU delegate "
+                                                "(--delegate libedgetpu.so.1)"]
