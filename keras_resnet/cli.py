@@ -21,6 +21,7 @@ from keras_resnet import console
 from keras_resnet.errors import Error
 from keras_resnet.options import (
     SHARED,
+    CheckSpec,
     ConvertSpec,
     DemoSettings,
     EvalSpec,
@@ -89,6 +90,12 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p, ImportSpec)
 
 
+def _check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a .tflite file")
+    add_arguments(p, CheckSpec)
+    _flag(p, "json")
+
+
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p, DemoSettings)
 
@@ -150,6 +157,12 @@ COMMANDS: dict[str, Command] = {
                       epilog="examples:\n  keras-resnet import timm:resnet50d --weights model.safetensors "
                              "--output resnet50d.keras\n  keras-resnet import torchvision:resnet50 --weights "
                              "resnet50-11ad3fa6.pth -o resnet50.keras"),
+    "check": Command("which ops of a .tflite file a target (cpu, gpu, edgetpu) refuses or runs elsewhere",
+                     _check_arguments, "keras_resnet.cli:check_command", tensorflow=False, specs=(CheckSpec,),
+                     description="Check a .tflite file against a target's deployment contract from the file alone "
+                                 "(resnet-edge check, no TensorFlow): per op, what fails or falls back; for edgetpu "
+                                 "the op/version table of edgetpu_compiler 16.0, 8-bit I/O, static batch-1 shapes "
+                                 "and the ~8 MB parameter cache, and the compiler's own log when it is on PATH."),
     "demo": Command("train, quantize, convert and benchmark ResNet-20 on bundled data", _demo_arguments,
                     "keras_resnet.demo:demo_command", specs=(DemoSettings,),
                     description="The whole story offline: train, QAT, four TFLite formats, the device runner's "
@@ -187,6 +200,30 @@ def models_command(args: argparse.Namespace) -> int:
         if build_model is not None:
             line += f"  {build_model(key, weights=None).count_params():>12,}"
         print(line, flush=True)
+    return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """``keras-resnet check MODEL.tflite --target ...``: :func:`resnet_edge.check.check`, the report on stdout; a model
+    the target refuses (or, with ``--strict``, one with fallbacks) ends with an ``error:`` line."""
+    from keras_resnet.errors import ModelFileError, ValidationError
+
+    try:
+        from resnet_edge.check import check
+    except ImportError as error:
+        raise ModelFileError(f"keras-resnet check needs resnet_edge (pip install ./deploy): {error}") from None
+    spec = from_args(CheckSpec, args)
+    try:
+        report = check(args.model, spec.target, compiler=spec.compiler if spec.run_compiler else False)
+    except ValueError as error:
+        message = str(error)
+        raise ModelFileError(message if message.startswith(args.model) else f"{args.model}: {message}") from None
+    print("\n".join(report.lines()), flush=True)
+    if args.json:
+        print(console.json_line(report.as_dict()), flush=True)
+    if not report.ok or (spec.strict and report.count("fallback")):
+        raise ValidationError(f"{args.model} {'fails' if not report.ok else 'falls back on'} the {spec.target} "
+                              f"contract ({report.count('error')} errors, {report.count('fallback')} fallbacks)")
     return 0
 
 

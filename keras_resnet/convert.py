@@ -79,6 +79,7 @@ class Report:
     gpu_unsupported: list[str] = field(default_factory=list)
     ops: dict[str, int] = field(default_factory=dict)
     metadata: bool = False
+    contract: list[str] = field(default_factory=list)  # ``resnet-edge check`` report (target edgetpu)
 
     def lines(self) -> list[str]:
         out = [
@@ -96,7 +97,7 @@ class Report:
                        f"GPU delegate would not run: {', '.join(self.gpu_unsupported)}")
         if self.float_ops and self.quantization == "int8":
             out.append(f"float ops left: {', '.join(self.float_ops)}")
-        return out
+        return out + self.contract
 
 
 # ---- conversion --------------------------------------------------------------------------------------------
@@ -425,6 +426,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
     meta = build_metadata(model, spec.name or _model_name(path, model), quantization, labels, mean=mean, std=std,
                           resize=spec.resize)
     content = embed_metadata(content, meta)
+    contract = edgetpu_gate(content) if spec.target == "edgetpu" else []
 
     with atomic_path(output, force=force) as tmp:
         with open(tmp, "wb") as f:
@@ -440,7 +442,22 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
     return Report(output=os.fspath(output), quantization=quantization, target=spec.target, io_type=io_type,
                   size_bytes=len(content), float_bytes=float_bytes, size_ratio=len(content) / max(1, float_bytes),
                   samples=len(x_val), validation=source, **result, latency_ms=latency, threads=spec.threads,
-                  convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts, metadata=True)
+                  convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts, metadata=True,
+                  contract=contract)
+
+
+def edgetpu_gate(content: bytes) -> list[str]:
+    """The Edge TPU contract of ``resnet-edge check`` (compiler 16.0's op/version table, 8-bit I/O, batch 1, the
+    parameter cache) as report lines; ValidationError, naming the failures, when the compiler would refuse it."""
+    from resnet_edge.check import check
+
+    report = check(content, "edgetpu", compiler=False)
+    lines = [line.replace("<bytes>", "Edge TPU check", 1) for line in report.lines()]
+    if not report.ok:
+        failures = [f.line().strip() for f in report.findings if f.severity == "error"]
+        raise ValidationError(f"the Edge TPU compiler 16.0 would refuse it ({len(failures)} errors: "
+                              f"{'; '.join(failures[:4])}); nothing written")
+    return lines
 
 
 def _resolve_target(spec: ConvertSpec, qat: bool) -> tuple[str, str, int | None]:

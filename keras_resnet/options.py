@@ -345,6 +345,21 @@ class ConvertSpec:
 
 
 @dataclass
+class CheckSpec:
+    """A deployment-contract check of a ``.tflite`` file (``keras-resnet check``, the same as ``resnet-edge check``)."""
+
+    target: str = opt("cpu", "cpu (XNNPACK), gpu (the GPU delegate) or edgetpu (edgetpu_compiler 16.0)",
+                      choices=TARGETS)
+    compiler: str | None = opt(None, "edgetpu_compiler to run for --target edgetpu (default: the one on PATH, if any)",
+                               metavar="PATH")
+    run_compiler: bool = opt(True, "never run edgetpu_compiler", negate="--no-compiler")
+    strict: bool = opt(False, "fail on fallbacks (ops that run elsewhere) too, not only on errors")
+
+    def __post_init__(self) -> None:
+        check_choice("target", self.target, TARGETS)
+
+
+@dataclass
 class QATSpec:
     """Quantization-aware fine-tuning of a trained model (``keras-resnet qat``)."""
 

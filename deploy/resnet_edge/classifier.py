@@ -50,12 +50,12 @@ class Classifier:
                  delegate: str | None = None, delegate_options: dict | None = None, accelerator: str | None = None,
                  require_accelerator: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8,
                  workers: int | None = None, safe: bool = True, max_memory_mb: float | None = None,
-                 warn: Callable[[str], None] = _warn):
+                 warn: Callable[[str], None] = _warn, api: str = "auto"):
         self.path = os.fspath(model_path)
         self.engine = open_model(self.path, runtime=runtime, threads=threads, delegate=delegate,
                                  delegate_options=delegate_options, accelerator=accelerator,
                                  require_accelerator=require_accelerator, safe=safe, max_memory_mb=max_memory_mb,
-                                 warn=warn)
+                                 warn=warn, api=api)
         try:  # metadata that is present but unusable is an error: defaults would silently mis-normalise
             self.metadata = read_metadata(read_regular_file(self.path))
         except (OSError, ValueError) as error:

@@ -1,4 +1,4 @@
-"""``resnet-edge classify|benchmark|info``: the command line. Exit codes: 0 ok, 1 a file or the model failed, 2 usage."""
+"""``resnet-edge classify|benchmark|info|check``: the command line. Exit codes: 0 ok, 1 a file or the model failed, 2 usage."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 from . import __version__
 from .metadata import finite_json
 from .preprocess import DEFAULT_MAX_PIXELS, scan_images
-from .runtime import ACCELERATORS, RUNTIMES, ModelError, RuntimeUnavailable
+from .runtime import ACCELERATORS, APIS, RUNTIMES, ModelError, RuntimeUnavailable, cpu_info
 
 PROG = "resnet-edge"
 
@@ -76,7 +76,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--delegate", metavar="PATH.so", help="external delegate library (e.g. libedgetpu.so.1)")
         s.add_argument("--delegate-option", metavar="K=V", type=_option, action="append", default=[],
                        help="option for --delegate (repeatable)")
-        s.add_argument("--accelerator", choices=ACCELERATORS, help="run through LiteRT's CompiledModel API")
+        s.add_argument("--accelerator", choices=ACCELERATORS,
+                       help="gpu or npu (the CPU taking the rest) or cpu, through LiteRT's CompiledModel API")
+        s.add_argument("--api", choices=APIS, default="auto",
+                       help="auto: LiteRT's CompiledModel where ai-edge-litert has it, else the Interpreter; "
+                            "compiled or interpreter to choose (delegates always use the Interpreter)")
         s.add_argument("--require-accelerator", action="store_true",
                        help="fail instead of falling back to the CPU when the delegate/accelerator cannot be used")
         s.add_argument("--no-guard", action="store_true",
@@ -104,7 +108,41 @@ def parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="the model's input, output, metadata and the runtime that would run it")
     model_args(i)
+
+    k = sub.add_parser("check", help="which ops a target (cpu, gpu, edgetpu) will refuse or run elsewhere",
+                       description="Check a .tflite file against a target's deployment contract, from the file alone "
+                                   "(no runtime): per op, what will fail or fall back. Exit 1 when the target "
+                                   "refuses the model (with --strict: also when an op falls back).")
+    add_check_arguments(k)
     return p
+
+
+def add_check_arguments(k: argparse.ArgumentParser) -> None:
+    """The options of ``check`` (shared with ``keras-resnet check``)."""
+    from .check import TARGETS
+
+    k.add_argument("model", help="the .tflite model")
+    k.add_argument("--target", choices=TARGETS, default="cpu",
+                   help="cpu (XNNPACK), gpu (the GPU delegate) or edgetpu (edgetpu_compiler 16.0)")
+    k.add_argument("--compiler", metavar="PATH", default=None,
+                   help="edgetpu_compiler to run for --target edgetpu (default: the one on PATH, if any)")
+    k.add_argument("--no-compiler", action="store_true", help="never run edgetpu_compiler")
+    k.add_argument("--strict", action="store_true", help="fail (exit 1) on fallbacks too")
+    k.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+
+
+def run_check(args: argparse.Namespace, out=None) -> tuple[int, Any]:
+    """Run ``check`` for parsed arguments and print the report; (exit code, report). ValueError for bad files."""
+    from .check import check
+
+    report = check(args.model, args.target, compiler=False if args.no_compiler else args.compiler)
+    out = out or sys.stdout
+    if args.json:
+        print(_dumps(report.as_dict()), file=out, flush=True)
+    else:
+        print("\n".join(report.lines()), file=out, flush=True)
+    failed = not report.ok or (args.strict and report.count("fallback"))
+    return (1 if failed else 0), report
 
 
 def _classifier(args: argparse.Namespace, **extra: Any):
@@ -113,12 +151,14 @@ def _classifier(args: argparse.Namespace, **extra: Any):
     return Classifier(args.model, threads=args.threads, runtime=args.runtime, delegate=args.delegate,
                       delegate_options=dict(args.delegate_option) or None, accelerator=args.accelerator,
                       require_accelerator=args.require_accelerator, safe=not args.no_guard,
-                      max_memory_mb=args.max_memory, **extra)
+                      max_memory_mb=args.max_memory, api=args.api, **extra)
 
 
 def _where(info: dict) -> str:
-    return (f"{info['runtime']} {info['runtime_version']}, delegate {info['delegate']}, "
-            f"accelerator {info['accelerator']}, {info['threads']} threads")
+    full = info.get("fully_accelerated")
+    return (f"{info['runtime']} {info['runtime_version']}, path {info.get('path')}"
+            f"{'' if full is None else ' (fully accelerated)' if full else ' (partly accelerated)'}, "
+            f"delegate {info['delegate']}, {info['threads']} threads")
 
 
 def _error(message: str) -> None:
@@ -174,6 +214,7 @@ def classify(args: argparse.Namespace) -> int:
 def benchmark(args: argparse.Namespace) -> int:
     clf = _classifier(args)
     report = clf.benchmark(runs=args.runs, warmup=args.warmup, batch=args.batch)
+    report["cpu"] = cpu_info()  # the int8 speed-up depends on these (VNNI, AMX, dot-product)
     if args.json:
         print(_dumps(report))
     else:
@@ -181,6 +222,8 @@ def benchmark(args: argparse.Namespace) -> int:
         print(f"latency (ms): min {report['min_ms']:.3f}  median {report['median_ms']:.3f}  "
               f"p90 {report['p90_ms']:.3f}  p99 {report['p99_ms']:.3f}  ({report['runs']} runs, {report['warmup']} warm-up)")
         print(f"throughput: {report['images_per_s'] or float('nan'):.1f} images/s")
+        cpu = report["cpu"]
+        print(f"cpu: {cpu['model']}, {cpu['cores']} cores, features {' '.join(cpu['features'] or ['unknown'])}")
     return 0
 
 
@@ -197,6 +240,19 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_command(args: argparse.Namespace) -> int:
+    try:
+        code, report = run_check(args)
+    except ValueError as error:  # unreadable or malformed file
+        message = str(error)
+        _error(message if message.startswith(args.model) else f"{args.model}: {message}")
+        return 1
+    if code:
+        _error(f"{args.model}: {'fails' if not report.ok else 'falls back on'} the {args.target} contract "
+               f"({report.count('error')} errors, {report.count('fallback')} fallbacks)")
+    return code
+
+
 def _usage(message: str) -> int:
     print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
     return 2
@@ -207,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     # Images above --max-pixels are refused before decoding; Pillow's warning for them adds only noise.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
-        return {"classify": classify, "benchmark": benchmark, "info": info}[args.command](args)
+        return {"classify": classify, "benchmark": benchmark, "info": info,
+                "check": check_command}[args.command](args)
     except (ModelError, RuntimeUnavailable) as error:
         _error(str(error))
         return 1

@@ -2,6 +2,10 @@
 
 Runtimes, in order of preference: ``ai_edge_litert`` (LiteRT), ``tflite_runtime`` (legacy, ≤ 2.14),
 ``tensorflow.lite`` (imported only when the others are missing or it is asked for by name).
+
+APIs, in order of preference: LiteRT's CompiledModel (the API LiteRT 2.x recommends; CPU through XNNPACK with an
+explicit thread count, or an accelerator with the CPU taking what it cannot), then the Interpreter (tflite-runtime,
+tensorflow.lite, or a model CompiledModel cannot load), then the Interpreter with an external delegate (Edge TPU).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ CPU_FLOOR_S = 60  # the guard child's CPU time: this much, plus 1 s per MB of th
 
 RUNTIMES = ("litert", "tflite-runtime", "tensorflow")
 ACCELERATORS = ("cpu", "gpu", "npu")
+APIS = ("auto", "compiled", "interpreter")
 
 
 class ModelError(ValueError):
@@ -234,6 +239,24 @@ class Engine:
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._run(x)
 
+    def close(self) -> None:
+        """Release the runtime's objects now (quietly: LiteRT logs its teardown)."""
+        with quiet_stderr():
+            self._run = self._resize = None
+            for name in ("_model", "_interpreter"):
+                if hasattr(self, name):
+                    setattr(self, name, None)
+            import gc
+
+            gc.collect()
+
+    def __del__(self) -> None:
+        if getattr(self, "_model", None) is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - at interpreter shutdown modules may be gone
+                pass
+
 
 def _interpreter_engine(path: str, rt: Runtime, threads: int, delegates: list, delegate: str) -> Engine:
     with quiet_stderr():
@@ -242,8 +265,10 @@ def _interpreter_engine(path: str, rt: Runtime, threads: int, delegates: list, d
     inputs = [TensorSpec.from_details(d) for d in it.get_input_details()]
     outputs = [TensorSpec.from_details(d) for d in it.get_output_details()]
     check_io(inputs, outputs)
+    name = _delegate_name(it, delegate)
     engine = Engine(inputs[0], outputs[0], {"runtime": rt.name, "runtime_version": rt.version, "threads": threads,
-                                            "delegate": _delegate_name(it, delegate), "accelerator": "cpu"},
+                                            "delegate": name, "accelerator": "cpu", "api": "interpreter",
+                                            "path": f"interpreter:{name}"},
                     batch=inputs[0].shape[0])
     i, o = inputs[0].index, outputs[0].index
 
@@ -260,8 +285,20 @@ def _interpreter_engine(path: str, rt: Runtime, threads: int, delegates: list, d
     return engine
 
 
+def compiled_model_api() -> bool:
+    """Whether LiteRT's CompiledModel API can be imported (ai-edge-litert 2.x)."""
+    try:
+        from ai_edge_litert.compiled_model import CompiledModel  # noqa: F401
+        from ai_edge_litert.options import CpuOptions, Options  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _compiled_engine(path: str, accelerator: str, threads: int, details: dict) -> Engine:
-    """An engine on LiteRT's CompiledModel API (``accelerator``: cpu, gpu or npu; CPU takes what it cannot)."""
+    """An engine on LiteRT's CompiledModel API. ``accelerator``: cpu, or gpu/npu with the CPU taking the ops the
+    accelerator cannot (``GPU|CPU``; ``GPU`` alone when the combination fails). The CPU runs ``threads`` threads,
+    always set explicitly: the API's own default (``hardware_accel=`` without options) is 1 thread."""
     try:
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator as HA
@@ -269,8 +306,10 @@ def _compiled_engine(path: str, accelerator: str, threads: int, details: dict) -
     except ImportError as error:
         raise RuntimeUnavailable(f"--accelerator needs ai-edge-litert's CompiledModel API ({error})") from None
     wanted = {"cpu": HA.CPU, "gpu": HA.GPU, "npu": HA.NPU}[accelerator]
+    tries = ((HA.CPU, "cpu"),) if accelerator == "cpu" else ((wanted | HA.CPU, f"{accelerator}+cpu"),
+                                                            (wanted, accelerator))
     last: Exception | None = None
-    for accel, label in ((wanted, accelerator), (wanted | HA.CPU, f"{accelerator}+cpu")):  # noqa: B007 (label is read after the loop)
+    for accel, label in tries:  # noqa: B007 (label is read after the loop)
         try:
             with quiet_stderr():
                 model = CompiledModel.from_file(path, options=Options(accel, cpu_options=CpuOptions(num_threads=threads)))
@@ -279,27 +318,64 @@ def _compiled_engine(path: str, accelerator: str, threads: int, details: dict) -
             last = error
     else:
         raise RuntimeUnavailable(f"accelerator {accelerator} is not available: {_first_line(last)}")
-    full = bool(model.is_fully_accelerated()) if accelerator != "cpu" else True
-    if label.endswith("+cpu") and accelerator != "cpu" and not full:
-        raise RuntimeUnavailable(f"accelerator {accelerator} took no part of the model (not fully accelerated)")
+    # cpu: whether XNNPACK took every op (False: some run on the builtin kernels, see `resnet-edge check`)
+    full = bool(model.is_fully_accelerated())
     inputs = [TensorSpec(**{**d, "shape": tuple(d["shape"])}) for d in details["inputs"]]
     outputs = [TensorSpec(**{**d, "shape": tuple(d["shape"])}) for d in details["outputs"]]
     check_io(inputs, outputs)
-    ins, outs = model.create_input_buffers(0), model.create_output_buffers(0)
+    state = {"ins": model.create_input_buffers(0), "outs": model.create_output_buffers(0),
+             "shape": outputs[0].shape}
     out_spec = outputs[0]
-    count = int(np.prod(out_spec.shape))
     rt = select_runtime("litert")
 
     def run(x: np.ndarray) -> np.ndarray:
-        ins[0].write(np.ascontiguousarray(x))
-        model.run_by_index(0, ins, outs)
-        return outs[0].read(count, np.dtype(out_spec.dtype)).reshape(out_spec.shape)
+        shape = state["shape"]
+        state["ins"][0].write(np.ascontiguousarray(x))
+        model.run_by_index(0, state["ins"], state["outs"])
+        return state["outs"][0].read(int(np.prod(shape)), np.dtype(out_spec.dtype)).reshape(shape)
+
+    def resize(n: int) -> None:
+        with quiet_stderr():
+            model.resize_input_tensor(0, [n, *inputs[0].shape[1:]])
+            state.update(ins=model.create_input_buffers(0), outs=model.create_output_buffers(0),
+                         shape=(n, *out_spec.shape[1:]))
+            run(np.zeros((n, *inputs[0].shape[1:]), inputs[0].dtype))
+
+    # LiteRT 2.3 logs INFO lines to fd 2 when the first run sets up its environment and when that is torn down,
+    # with no switch to turn them off: run once here, quietly, and keep fd 2 quiet at exit (see _quiet_exit).
+    with quiet_stderr():
+        run(np.zeros(inputs[0].shape, inputs[0].dtype))
+    _quiet_exit()
 
     engine = Engine(inputs[0], out_spec, {"runtime": rt.name, "runtime_version": rt.version, "threads": threads,
                                           "delegate": "compiled_model", "accelerator": label,
-                                          "fully_accelerated": full}, batch=inputs[0].shape[0], _run=run)
+                                          "fully_accelerated": full, "api": "compiled_model",
+                                          "path": f"compiled_model:{label}"},
+                    batch=inputs[0].shape[0], _run=run, _resize=resize if inputs[0].dynamic_batch else None)
     engine._model = model
     return engine
+
+
+_EXIT_QUIET: list[bool] = []
+
+
+def _quiet_exit() -> None:
+    """Once: at interpreter exit (after Python has printed any traceback), point fd 2 at /dev/null so that LiteRT's
+    teardown log lines ("DestroyAccelerator ...") do not follow our output."""
+    if _EXIT_QUIET:
+        return
+    _EXIT_QUIET.append(True)
+    import atexit
+
+    def silence() -> None:
+        try:
+            sys.stderr.flush()
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+        except (OSError, ValueError):
+            pass
+
+    atexit.register(silence)
 
 
 def _first_line(error: BaseException | str | None) -> str:
@@ -513,6 +589,39 @@ def probe(path: str, runtime: str = "auto", *, delegate: str | None = None, dele
     return reports
 
 
+# ---- the machine ------------------------------------------------------------------------------------------------
+
+# CPU features that decide int8 and float speed in XNNPACK: x86 AVX2/AVX-512, VNNI (int8 dot products: AVX512_VNNI,
+# AVX_VNNI), AMX (tile int8/bf16), AVX512_FP16/BF16; Arm NEON (asimd), dot-product (asimddp), i8mm, SVE, bf16.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve", "sve2", "bf16")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """``{"model", "cores", "features"}`` of this machine: the model name and those of :data:`CPU_FEATURES` that
+    ``/proc/cpuinfo`` lists (x86 ``flags``, Arm ``Features``); ``features`` is None where that file is missing."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", errors="replace") as f:
+                cpuinfo = f.read(1 << 20)
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    if not model and "CPU implementer" in cpuinfo:
+        model = f"Arm (implementer {cpuinfo.split('CPU implementer')[1].split(':')[1].split()[0]})"
+    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "cores": os.cpu_count(), "features": [f for f in CPU_FEATURES if f in flags] if cpuinfo else None}
+
+
 # ---- the entry point ----------------------------------------------------------------------------------------
 
 
@@ -523,17 +632,22 @@ def _warn(message: str) -> None:
 def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int | None = None,
                delegate: str | None = None, delegate_options: dict | None = None, accelerator: str | None = None,
                require_accelerator: bool = False, safe: bool = True, timeout: float = 120.0,
-               max_memory_mb: float | None = None, warn: Callable[[str], None] = _warn) -> Engine:
+               max_memory_mb: float | None = None, warn: Callable[[str], None] = _warn, api: str = "auto") -> Engine:
     """Validate ``path`` (structure, and tensor sizes against :class:`Limits`), check it in a child process
     under those limits (``safe``), and load it here.
 
-    ``delegate``: an external delegate library loaded with ``load_delegate`` (Edge TPU, GPU, ...);
-    ``accelerator``: cpu/gpu/npu through LiteRT's CompiledModel API. If either cannot be used a
+    ``api``: ``auto`` runs LiteRT's CompiledModel (CPU, ``threads`` threads) where ai-edge-litert has it and it
+    loads the model, else the Interpreter (``info["fallback"]`` says why); ``compiled`` or ``interpreter`` ask for
+    one (``compiled`` warns when it falls back). ``delegate``: an external delegate library loaded with
+    ``load_delegate`` (Edge TPU, GPU, ...), through the Interpreter; ``accelerator``: cpu/gpu/npu through the
+    CompiledModel API. If either cannot be used a
     warning goes to ``warn`` and the model runs on the CPU (XNNPACK), unless ``require_accelerator``,
     which raises :class:`RuntimeUnavailable` instead. ``max_memory_mb`` replaces the bound on the model's tensors
     (default: 8 bytes per byte of the file, at least 256 MB). Raises :class:`ModelError` for unusable models.
     """
     path = os.fspath(path)
+    if api not in APIS:
+        raise ValueError(f"unknown api {api!r}; choose from {', '.join(APIS)}")
     if accelerator is not None and accelerator not in ACCELERATORS:
         raise ValueError(f"unknown accelerator {accelerator!r}; choose from {', '.join(ACCELERATORS)}")
     if not os.path.lexists(path):
@@ -553,11 +667,18 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
         raise ModelError(f"{path}: {error}") from None
     threads = max(1, threads or os.cpu_count() or 1)
     rt = select_runtime(runtime)  # raises RuntimeUnavailable before a child is spawned
+    compiled = accelerator is None and delegate is None and api != "interpreter"
+    if compiled and (rt.name != "litert" or not compiled_model_api()):
+        if api == "compiled":
+            warn(f"the CompiledModel API needs ai-edge-litert 2.x (runtime: {rt.name} {rt.version}); "
+                 "running the Interpreter")
+        compiled = False
     reports: dict[str, dict] = {}
     if safe:
         try:
             reports = probe(path, rt.name, delegate=delegate, delegate_options=delegate_options,
-                            accelerator=accelerator, timeout=timeout, limits=limits)
+                            accelerator=accelerator or ("cpu" if compiled else None), timeout=timeout,
+                            limits=limits)
         except ModelError as error:
             raise ModelError(f"{path}: {error}") from None
 
@@ -572,6 +693,18 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
             raise RuntimeUnavailable(f"{what} cannot be used: {why}")
         warn(f"{what} cannot be used ({why}); running on the CPU")
 
+    why_not = ""
+    if compiled:
+        report = reports.get("accelerator", {})
+        why_not = report.get("error", "")
+        if not why_not:
+            try:
+                details = reports.get("base") or _details_in_process(path, rt)
+                return sized(_compiled_engine(path, "cpu", threads, details))
+            except (RuntimeUnavailable, RuntimeError, ValueError, ImportError) as error:
+                why_not = _first_line(error)
+        if api == "compiled":
+            warn(f"CompiledModel cannot run {path} ({why_not}); running the Interpreter")
     if accelerator is not None:
         report = reports.get("accelerator", {})
         if "error" in report:
@@ -594,7 +727,10 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
             except (ValueError, OSError, RuntimeError) as error:
                 fallback(f"delegate {delegate}", _first_line(error))
     try:
-        return sized(_interpreter_engine(path, rt, threads, delegates, name))
+        engine = sized(_interpreter_engine(path, rt, threads, delegates, name))
+        if why_not:
+            engine.info["fallback"] = f"CompiledModel: {why_not}"
+        return engine
     except ModelError as error:
         raise ModelError(f"{path}: {error}") from None
     except (ValueError, RuntimeError, MemoryError) as error:
@@ -604,8 +740,9 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
         raise ModelError(f"{path}: {_first_line(error)}") from None
 
 
-def read_regular_file(path: str) -> bytes:
-    """The content of ``path``, refusing (OSError) anything but a regular file without blocking on a FIFO."""
+def read_regular_file(path: str, max_bytes: int | None = None) -> bytes:
+    """The content of ``path``, refusing (OSError) anything but a regular file without blocking on a FIFO, and
+    (with ``max_bytes``) a file larger than that, checked on the open file before reading."""
     import stat
 
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -613,6 +750,8 @@ def read_regular_file(path: str) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise OSError(f"not a regular file ({file_kind(mode)})")
+        if max_bytes is not None and os.fstat(fd).st_size > max_bytes:
+            raise OSError(f"larger than {max_bytes:,} bytes")
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     finally:

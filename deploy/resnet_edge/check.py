@@ -1,0 +1,540 @@
+"""``resnet-edge check MODEL.tflite --target cpu|gpu|edgetpu``: will the model run where it is meant to, and which ops
+will fall back? Read from the flatbuffer alone (no TensorFlow, no runtime), bounds-checked like :mod:`.metadata`.
+
+Findings have a severity: ``error`` (the target refuses the model: the compiler rejects it, the runtime cannot
+load it), ``fallback`` (an op runs somewhere slower: the CPU instead of the Edge TPU/GPU, the reference kernels
+instead of XNNPACK) and ``note``. When ``edgetpu_compiler`` is on PATH, ``--target edgetpu`` also runs it and
+adds what its log says (:func:`parse_compiler_log`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .metadata import _Reader, _root, check_model
+
+MB = 1 << 20
+MAX_FILE_BYTES = 2 << 30  # a flatbuffer addresses at most 2 GiB; larger files are refused before reading
+TARGETS = ("cpu", "gpu", "edgetpu")
+
+# BuiltinOperator of tensorflow/lite/schema/schema.fbs (LiteRT 2.3), by code.
+BUILTIN_OPS = tuple("""
+    ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEPTH_TO_SPACE DEQUANTIZE EMBEDDING_LOOKUP FLOOR
+    FULLY_CONNECTED HASHTABLE_LOOKUP L2_NORMALIZATION L2_POOL_2D LOCAL_RESPONSE_NORMALIZATION LOGISTIC
+    LSH_PROJECTION LSTM MAX_POOL_2D MUL RELU RELU_N1_TO_1 RELU6 RESHAPE RESIZE_BILINEAR RNN SOFTMAX SPACE_TO_DEPTH
+    SVDF TANH CONCAT_EMBEDDINGS SKIP_GRAM CALL CUSTOM EMBEDDING_LOOKUP_SPARSE PAD UNIDIRECTIONAL_SEQUENCE_RNN GATHER
+    BATCH_TO_SPACE_ND SPACE_TO_BATCH_ND TRANSPOSE MEAN SUB DIV SQUEEZE UNIDIRECTIONAL_SEQUENCE_LSTM STRIDED_SLICE
+    BIDIRECTIONAL_SEQUENCE_RNN EXP TOPK_V2 SPLIT LOG_SOFTMAX DELEGATE BIDIRECTIONAL_SEQUENCE_LSTM CAST PRELU MAXIMUM
+    ARG_MAX MINIMUM LESS NEG PADV2 GREATER GREATER_EQUAL LESS_EQUAL SELECT SLICE SIN TRANSPOSE_CONV SPARSE_TO_DENSE
+    TILE EXPAND_DIMS EQUAL NOT_EQUAL LOG SUM SQRT RSQRT SHAPE POW ARG_MIN FAKE_QUANT REDUCE_PROD REDUCE_MAX PACK
+    LOGICAL_OR ONE_HOT LOGICAL_AND LOGICAL_NOT UNPACK REDUCE_MIN FLOOR_DIV REDUCE_ANY SQUARE ZEROS_LIKE FILL
+    FLOOR_MOD RANGE RESIZE_NEAREST_NEIGHBOR LEAKY_RELU SQUARED_DIFFERENCE MIRROR_PAD ABS SPLIT_V UNIQUE CEIL
+    REVERSE_V2 ADD_N GATHER_ND COS WHERE RANK ELU REVERSE_SEQUENCE MATRIX_DIAG QUANTIZE MATRIX_SET_DIAG ROUND
+    HARD_SWISH IF WHILE NON_MAX_SUPPRESSION_V4 NON_MAX_SUPPRESSION_V5 SCATTER_ND SELECT_V2 DENSIFY SEGMENT_SUM
+    BATCH_MATMUL PLACEHOLDER_FOR_GREATER_OP_CODES CUMSUM CALL_ONCE BROADCAST_TO RFFT2D CONV_3D IMAG REAL COMPLEX_ABS
+    HASHTABLE HASHTABLE_FIND HASHTABLE_IMPORT HASHTABLE_SIZE REDUCE_ALL CONV_3D_TRANSPOSE VAR_HANDLE READ_VARIABLE
+    ASSIGN_VARIABLE BROADCAST_ARGS RANDOM_STANDARD_NORMAL BUCKETIZE RANDOM_UNIFORM MULTINOMIAL GELU
+    DYNAMIC_UPDATE_SLICE RELU_0_TO_1 UNSORTED_SEGMENT_PROD UNSORTED_SEGMENT_MAX UNSORTED_SEGMENT_SUM ATAN2
+    UNSORTED_SEGMENT_MIN SIGN BITCAST BITWISE_XOR RIGHT_SHIFT STABLEHLO_LOGISTIC STABLEHLO_ADD STABLEHLO_DIVIDE
+    STABLEHLO_MULTIPLY STABLEHLO_MAXIMUM STABLEHLO_RESHAPE STABLEHLO_CLAMP STABLEHLO_CONCATENATE
+    STABLEHLO_BROADCAST_IN_DIM STABLEHLO_CONVOLUTION STABLEHLO_SLICE STABLEHLO_CUSTOM_CALL STABLEHLO_REDUCE
+    STABLEHLO_ABS STABLEHLO_AND STABLEHLO_COSINE STABLEHLO_EXPONENTIAL STABLEHLO_FLOOR STABLEHLO_LOG
+    STABLEHLO_MINIMUM STABLEHLO_NEGATE STABLEHLO_OR STABLEHLO_POWER STABLEHLO_REMAINDER STABLEHLO_RSQRT
+    STABLEHLO_SELECT STABLEHLO_SUBTRACT STABLEHLO_TANH STABLEHLO_SCATTER STABLEHLO_COMPARE STABLEHLO_CONVERT
+    STABLEHLO_DYNAMIC_SLICE STABLEHLO_DYNAMIC_UPDATE_SLICE STABLEHLO_PAD STABLEHLO_IOTA STABLEHLO_DOT_GENERAL
+    STABLEHLO_REDUCE_WINDOW STABLEHLO_SORT STABLEHLO_WHILE STABLEHLO_GATHER STABLEHLO_TRANSPOSE DILATE
+    STABLEHLO_RNG_BIT_GENERATOR REDUCE_WINDOW STABLEHLO_COMPOSITE STABLEHLO_SHIFT_LEFT STABLEHLO_CBRT STABLEHLO_CASE
+""".split())
+TENSOR_TYPES = ("FLOAT32 FLOAT16 INT32 UINT8 INT64 STRING BOOL INT16 COMPLEX64 INT8 FLOAT64 COMPLEX128 UINT64 "
+                "RESOURCE VARIANT UINT32 UINT16 INT4 BFLOAT16 INT2 UINT4 FLOAT8_E4M3FN FLOAT8_E5M2").split()
+_EIGHT_BIT = ("INT8", "UINT8")
+_INTEGER = {"INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64", "BOOL", "INT4", "UINT4", "INT2"}
+
+# ---- the targets' tables ------------------------------------------------------------------------------------
+
+# Edge TPU compiler 16.0 (16.0.384591198, 2021). Ops: the "Supported operations" table of coral.ai's "TensorFlow
+# models on the Edge TPU" (https://coral.ai/docs/edgetpu/models-intro/#supported-operations). Versions: the compiler
+# parses models with a TFLite op registry of its time (TF 2.5) and rejects newer op versions before compiling
+# ("Didn't find op for builtin opcode 'X' version 'N' ... Model could not be parsed"). Rejections reported against
+# 16.0: CONV_2D v6 (google-coral/edgetpu#631), TRANSPOSE_CONV v4 (google-coral/edgetpu#845), QUANTIZE v3
+# (google-coral/edgetpu#879), EXP v2 (google-coral/libedgetpu#71); the other maxima are that registry's. The value
+# is the highest version the compiler takes; a tuple's second item says what limits mapping to the TPU.
+EDGETPU_OPS: dict[str, tuple[int, str]] = {
+    "ADD": (4, ""), "AVERAGE_POOL_2D": (3, "no fused activation"), "CONCATENATION": (3, "no fused activation"),
+    "CONV_2D": (5, ""), "DEPTHWISE_CONV_2D": (6, "dilation must be 1"), "EXPAND_DIMS": (1, ""),
+    "FULLY_CONNECTED": (9, "default weights format only"), "L2_NORMALIZATION": (2, ""), "LOGISTIC": (3, ""),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (3, ""), "MAXIMUM": (4, ""), "MAX_POOL_2D": (3, "no fused activation"),
+    "MEAN": (3, "reduction along x and/or y only"), "MINIMUM": (4, ""), "MUL": (4, ""), "PACK": (2, ""),
+    "PAD": (2, "padding along x and/or y only"), "PRELU": (1, ""), "QUANTIZE": (2, ""), "REDUCE_MAX": (2, ""),
+    "REDUCE_MIN": (2, ""), "RELU": (2, ""), "RELU6": (2, ""), "RELU_N1_TO_1": (1, ""), "RESHAPE": (1, ""),
+    "RESIZE_BILINEAR": (3, "3-D input/output"), "RESIZE_NEAREST_NEIGHBOR": (3, "3-D input/output"),
+    "RSQRT": (2, ""), "SLICE": (4, ""), "SOFTMAX": (2, "1-D input, at most 16,000 elements"),
+    "SPACE_TO_DEPTH": (2, ""), "SPLIT": (3, ""), "SQUEEZE": (1, ""), "SQUARED_DIFFERENCE": (1, ""),
+    "STRIDED_SLICE": (4, "stride 1 on non-spatial axes"), "SUB": (3, ""), "SUM": (2, ""), "TANH": (3, ""),
+    "TRANSPOSE": (4, "no transposition of the batch dimension"), "TRANSPOSE_CONV": (3, ""),
+}
+EDGETPU_CUSTOM_OP = "CUSTOM:edgetpu-custom-op"  # what edgetpu_compiler puts in place of the ops it mapped
+EDGETPU_CACHE_BYTES = 8 * MB  # on-chip parameter SRAM ("roughly 8 MB", coral.ai models-intro, "parameter data caching")
+EDGETPU_MAX_RANK_ABOVE_1 = 3  # "only the 3 innermost dimensions may have a size greater than 1" (models-intro)
+
+# TFLite GPU delegate (tensorflow/lite/delegates/gpu/common/model_builder.cc, LiteRT 2.x): ops it builds; the others
+# run on the CPU between GPU partitions, each boundary a copy between GPU and CPU memory.
+GPU_OPS = frozenset("""
+ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CAST CONCATENATION CONV_2D COS CUMSUM DENSIFY DEPTH_TO_SPACE DEPTHWISE_CONV_2D
+DEQUANTIZE DIV ELU EQUAL EXP FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GREATER GREATER_EQUAL HARD_SWISH LESS
+LESS_EQUAL LOG LOGICAL_AND LOGISTIC LEAKY_RELU MAX_POOL_2D MAXIMUM MEAN MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL ONE_HOT
+PACK PAD PADV2 POW PRELU QUANTIZE REDUCE_MAX REDUCE_MIN REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR
+RESIZE_NEAREST_NEIGHBOR RSQRT SELECT_V2 SIGN SIN SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE
+SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV
+""".split())
+GPU_MAX_RANK = 4
+
+# XNNPACK, the CPU delegate of ai-edge-litert and tflite-runtime (tensorflow/lite/delegates/xnnpack/
+# xnnpack_delegate.cc): ops it takes; the others run on the runtime's reference/optimized builtin kernels and split
+# the graph into several XNNPACK partitions. Measured with ai-edge-litert 2.3 on keras_resnet ResNet-20 (option-A
+# shortcuts): the two 1x1/stride-2 MAX_POOL_2D subsamplings and the int8 SOFTMAX stay outside (3 partitions), and
+# so do uint8<->int8 QUANTIZE ops (uint8 I/O); deploy/tests/test_check.py compares this table with the runtime.
+XNNPACK_OPS = frozenset("""
+ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D DEPTH_TO_SPACE DEPTHWISE_CONV_2D DEQUANTIZE DIV ELU
+EXP FLOOR FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MUL NEG PAD PRELU
+QUANTIZE RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR ROUND RSQRT SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SQRT SQUARE
+SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TRANSPOSE TRANSPOSE_CONV
+""".split())
+XNNPACK_FLOAT_ONLY = frozenset({"SOFTMAX", "ELU", "GELU", "EXP", "DIV", "LOGISTIC", "TANH", "RSQRT", "SQRT"})
+
+
+# ---- reading the model --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    signature: tuple[int, ...]  # shape_signature (-1: dynamic), or the shape
+    type: str
+    constant_bytes: int  # bytes of its buffer (0: not a constant)
+    buffer: int
+
+
+@dataclass(frozen=True)
+class Op:
+    index: int
+    name: str  # BUILTIN name, or CUSTOM:code / FLEX:TfOp
+    version: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    pool: tuple[int, int, int, int] | None = None  # (filter_h, filter_w, stride_h, stride_w) of pooling ops
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}#{self.index}"
+
+
+@dataclass
+class Graph:
+    ops: list[Op]
+    tensors: list[Tensor]
+    inputs: list[int]
+    outputs: list[int]
+    subgraphs: int
+    file_bytes: int
+    parameter_bytes: int  # constant buffers, each counted once
+
+
+def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, refusing (ValueError) anything else and files over ``max_bytes`` before reading."""
+    from .runtime import read_regular_file
+
+    try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
+    if size > max_bytes:
+        raise ValueError(f"{path}: {size:,} bytes, more than a TFLite flatbuffer can address ({max_bytes:,})")
+    try:
+        return read_regular_file(os.fspath(path), max_bytes=max_bytes)
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
+
+
+def _text(r: _Reader, table: int, field_id: int, what: str, limit: int = 200) -> str:
+    raw = r.bytes_(table, field_id, what) or b""
+    return raw[:limit].decode("utf-8", "replace")
+
+
+def read_graph(content: bytes) -> Graph:
+    """Subgraph 0 of a TFLite flatbuffer: ops (with versions), tensors, I/O. ValueError when malformed."""
+    check_model(content)  # every offset and index the walk below follows is checked there first
+    r = _Reader(content)
+    model = _root(r)
+    buffers = r.tables(model, 4, "buffers")
+    codes = []
+    for code in r.tables(model, 1, "operator_codes"):
+        builtin = max(r.scalar(code, 0, "u8"), r.scalar(code, 3, "i32"))
+        version = r.scalar(code, 2, "i32", 1)
+        if builtin == 32:  # CUSTOM
+            custom = _text(r, code, 1, "custom code")
+            name = f"FLEX:{custom[4:]}" if custom.startswith("Flex") else f"CUSTOM:{custom}"
+        else:
+            name = BUILTIN_OPS[builtin] if 0 <= builtin < len(BUILTIN_OPS) else f"BUILTIN_{builtin}"
+        codes.append((name, version))
+    subgraphs = r.tables(model, 2, "subgraphs")
+    sg = subgraphs[0]
+    sizes: dict[int, int] = {}
+    tensors = []
+    for t in r.tables(sg, 0, "tensors"):
+        shape = tuple(r.ints(t, 0, "tensor shape"))
+        signature = tuple(r.ints(t, 7, "tensor shape signature")) or shape
+        type_ = r.scalar(t, 1, "u8")
+        index = r.scalar(t, 2, "u32")
+        if index and index not in sizes:
+            buffer = buffers[index]
+            offset, size = r.scalar(buffer, 1, "u64"), r.scalar(buffer, 2, "u64")
+            sizes[index] = size if offset > 1 else r.vector(buffer, 0, 1, "buffer data")[1]
+        tensors.append(Tensor(_text(r, t, 3, "tensor name"), shape, signature,
+                              TENSOR_TYPES[type_] if type_ < len(TENSOR_TYPES) else f"TYPE_{type_}",
+                              sizes.get(index, 0), index))
+    ops = []
+    for i, op in enumerate(r.tables(sg, 3, "operators")):
+        name, version = codes[r.scalar(op, 0, "u32")]
+        pool = None
+        if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and r.scalar(op, 3, "u8") == 5:  # Pool2DOptions
+            options = r.field(op, 4)
+            if options is not None:
+                o = r.table(r.deref(options), "Pool2DOptions")
+                pool = (r.scalar(o, 4, "i32"), r.scalar(o, 3, "i32"), r.scalar(o, 2, "i32"), r.scalar(o, 1, "i32"))
+        ops.append(Op(i, name, version, tuple(r.ints(op, 1, "operator inputs")), tuple(r.ints(op, 2, "operator outputs")),
+                      pool))
+    return Graph(ops, tensors, r.ints(sg, 1, "subgraph inputs"), r.ints(sg, 2, "subgraph outputs"), len(subgraphs),
+                 len(content), sum(sizes.values()))
+
+
+# ---- the report -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Finding:
+    severity: str  # error | fallback | note
+    message: str
+    op: str | None = None  # NAME#index
+
+    def line(self) -> str:
+        return f"{self.severity:<8} {self.op + ': ' if self.op else ''}{self.message}"
+
+
+@dataclass
+class Report:
+    model: str
+    target: str
+    findings: list[Finding] = field(default_factory=list)
+    ops: list[dict[str, Any]] = field(default_factory=list)  # per op: name, version, index, status
+    parameter_bytes: int = 0
+    compiler: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def count(self, severity: str) -> int:
+        return sum(f.severity == severity for f in self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "target": self.target, "ok": self.ok, "errors": self.count("error"),
+                "fallbacks": self.count("fallback"), "findings": [asdict(f) for f in self.findings],
+                "ops": self.ops, "parameter_bytes": self.parameter_bytes, "compiler": self.compiler, **self.extra}
+
+    def lines(self) -> list[str]:
+        """The report as text: a per-op table (op, version, count, status) like the compiler's log, then findings."""
+        rows: dict[tuple[str, int, str], int] = {}
+        for op in self.ops:
+            key = (op["name"], op["version"], op["status"])
+            rows[key] = rows.get(key, 0) + 1
+        width = max([len(n) for n, _, _ in rows] + [8])
+        out = [f"{self.model}: target {self.target}, {len(self.ops)} ops, parameters {self.parameter_bytes / MB:.2f} MB",
+               f"{'operator':<{width}}  version  count  status"]
+        out += [f"{n:<{width}}  {v:>7}  {c:>5}  {s}" for (n, v, s), c in sorted(rows.items())]
+        out += [f.line() for f in self.findings]
+        verdict = "passes" if self.ok else "fails"
+        out.append(f"{verdict} the {self.target} contract: {self.count('error')} errors, "
+                   f"{self.count('fallback')} fallbacks")
+        return out
+
+
+def _io_findings(g: Graph, report: Report, integer_io: bool) -> None:
+    for kind, indices in (("input", g.inputs), ("output", g.outputs)):
+        for i in indices:
+            t = g.tensors[i]
+            if -1 in t.signature:
+                report.findings.append(Finding("error", f"{kind} {t.name!r} has a dynamic shape {list(t.signature)}"
+                                                        " (-1); convert with a fixed batch of 1"))
+            elif kind == "input" and t.shape and t.shape[0] != 1:
+                report.findings.append(Finding("error", f"input {t.name!r} has batch {t.shape[0]}; batch 1 needed"))
+            if integer_io and t.type not in _EIGHT_BIT:
+                report.findings.append(Finding("error", f"{kind} {t.name!r} is {t.type}; int8 or uint8 I/O needed "
+                                                        "(--io-type int8|uint8)"))
+
+
+def _special(op: Op) -> Finding | None:
+    """FLEX (SELECT_TF_OPS) and custom ops: no runtime that resnet-edge uses has their kernels."""
+    if op.name.startswith("FLEX:"):
+        return Finding("error", f"TensorFlow (SELECT_TF_OPS) op {op.name[5:]}: needs the Flex delegate, which "
+                                "ai-edge-litert, tflite-runtime and the Edge TPU compiler lack", op.label)
+    if op.name == EDGETPU_CUSTOM_OP:
+        return Finding("error", "compiled for the Edge TPU: runs only with the Edge TPU delegate "
+                                "(--delegate libedgetpu.so.1)", op.label)
+    if op.name.startswith("CUSTOM:"):
+        return Finding("error", f"custom op {op.name[7:]!r}: needs its kernel registered in the runtime", op.label)
+    return None
+
+
+def _edgetpu(g: Graph, report: Report) -> dict[int, str]:
+    _io_findings(g, report, integer_io=True)
+    status: dict[int, str] = {}
+    if g.subgraphs > 1:
+        report.findings.append(Finding("fallback", f"{g.subgraphs} subgraphs (control flow): only the first is "
+                                                   "compiled"))
+    first_cpu = None
+    for op in g.ops:
+        if op.name == EDGETPU_CUSTOM_OP:  # the output of edgetpu_compiler: this part is already on the TPU
+            status[op.index] = "Edge TPU (compiled)"
+            report.findings.append(Finding("note", "already compiled by edgetpu_compiler: this op is the Edge TPU "
+                                                   "subgraph", op.label))
+            continue
+        special = _special(op)
+        if special:
+            report.findings.append(special)
+            status[op.index] = "error: " + special.message.split(":")[0]
+            continue
+        entry = EDGETPU_OPS.get(op.name)
+        types = {g.tensors[t].type for t in op.inputs + op.outputs if t >= 0 and not g.tensors[t].constant_bytes}
+        big = [g.tensors[t] for t in op.inputs + op.outputs if t >= 0 and not g.tensors[t].constant_bytes
+               and sum(d > 1 for d in g.tensors[t].shape) > EDGETPU_MAX_RANK_ABOVE_1]  # activations only
+        if entry is not None and op.version > entry[0]:
+            report.findings.append(Finding("error", f"version {op.version}: the Edge TPU compiler 16.0 takes "
+                                                    f"{op.name} up to version {entry[0]} and rejects the whole model "
+                                                    "('Didn't find op for builtin opcode')", op.label))
+            status[op.index] = "error: op version not supported"
+            continue
+        other = types - {"INT8", "UINT8", "INT32"}
+        if other & {"FLOAT32", "FLOAT16"} and op.name not in ("QUANTIZE", "DEQUANTIZE"):
+            report.findings.append(Finding("error", f"{'/'.join(sorted(other))} tensors: the compiler needs a fully "
+                                                    "8-bit quantized model", op.label))
+            status[op.index] = "error: not quantized"
+            continue
+        if other:
+            reason = f"{'/'.join(sorted(other))} tensors"
+        elif entry is None:
+            reason = "operation not supported by the Edge TPU"
+        elif big:
+            reason = f"tensor {list(big[0].shape)} has more than 3 dimensions above 1"
+        else:
+            reason = ""
+        if reason:
+            first_cpu = op if first_cpu is None else first_cpu
+            report.findings.append(Finding("fallback", reason + "; runs on the CPU", op.label))
+            status[op.index] = "fallback: CPU"
+        elif first_cpu is not None:
+            status[op.index] = "fallback: after the first CPU op (without -a, one TPU subgraph)"
+        else:
+            status[op.index] = "Edge TPU" + (f" ({entry[1]})" if entry[1] else "")
+    if first_cpu is not None:
+        later = sum(s.startswith("fallback: after") for s in status.values())
+        if later:
+            report.findings.append(Finding("fallback", f"{later} supported ops after {first_cpu.label} also run on "
+                                                       "the CPU: the compiler maps one subgraph, up to the first "
+                                                       "unsupported op (edgetpu_compiler -a maps more subgraphs)"))
+    cache = EDGETPU_CACHE_BYTES
+    spill = max(0, g.parameter_bytes - cache)
+    report.extra["edgetpu"] = {"cache_bytes": cache, "parameter_bytes": g.parameter_bytes, "off_chip_estimate": spill}
+    if spill:
+        report.findings.append(Finding("note", f"parameters {g.parameter_bytes / MB:.1f} MB exceed the ~8 MB on-chip "
+                                               f"cache: about {spill / MB:.1f} MB (or more: activations share the "
+                                               "SRAM) stream from host memory on every inference"))
+    else:
+        report.findings.append(Finding("note", f"parameters {g.parameter_bytes / MB:.2f} MB fit the ~8 MB on-chip "
+                                               "cache"))
+    return status
+
+
+def _gpu(g: Graph, report: Report) -> dict[int, str]:
+    _io_findings(g, report, integer_io=False)
+    report.findings = [f for f in report.findings if "dynamic" in f.message]  # batch/IO type are fine on GPU
+    for f in report.findings:
+        f.severity, f.message = "fallback", f.message.split(";")[0] + "; the GPU delegate needs static shapes"
+    status: dict[int, str] = {}
+    quantized = False
+    for op in g.ops:
+        special = _special(op)
+        if special:
+            report.findings.append(special)
+            status[op.index] = "error: " + special.message.split(":")[0]
+            continue
+        types = {g.tensors[t].type for t in op.inputs + op.outputs if t >= 0}
+        quantized |= bool(types & set(_EIGHT_BIT))
+        deep = [g.tensors[t] for t in op.inputs + op.outputs if t >= 0 and len(g.tensors[t].shape) > GPU_MAX_RANK]
+        if op.name not in GPU_OPS:
+            reason = "not supported by the GPU delegate"
+        elif deep:
+            reason = f"rank-{len(deep[0].shape)} tensor (the GPU delegate takes at most {GPU_MAX_RANK})"
+        elif types & {"INT64", "STRING", "BOOL", "COMPLEX64"} and op.name not in ("CAST",):
+            reason = f"tensor types {sorted(types)}"
+        else:
+            status[op.index] = "GPU"
+            continue
+        report.findings.append(Finding("fallback", reason + "; runs on the CPU", op.label))
+        status[op.index] = "fallback: CPU"
+    if quantized:
+        report.findings.append(Finding("note", "8-bit tensors: the GPU delegate dequantizes them and computes in "
+                                               "float16/float32 (convert with --target gpu for float16 weights)"))
+    return status
+
+
+def _cpu(g: Graph, report: Report) -> dict[int, str]:
+    status: dict[int, str] = {}
+    for t in g.inputs:
+        if -1 in g.tensors[t].signature[1:]:
+            report.findings.append(Finding("note", f"input {g.tensors[t].name!r} has dynamic spatial dimensions "
+                                                   f"{list(g.tensors[t].signature)}"))
+    for op in g.ops:
+        special = _special(op)
+        if special:
+            report.findings.append(special)
+            status[op.index] = "error: " + special.message.split(":")[0]
+            continue
+        types = {g.tensors[t].type for t in op.inputs + op.outputs if t >= 0 and not g.tensors[t].constant_bytes}
+        if op.name not in XNNPACK_OPS:
+            reason = "XNNPACK does not take this op"
+        elif op.pool is not None and op.pool[:2] == (1, 1) and max(op.pool[2:]) > 1:
+            reason = ("1x1 pooling with stride > 1 (a subsampling): XNNPACK refuses 1x1 pooling windows; the graph "
+                      "splits into one more XNNPACK partition here")
+        elif op.name in XNNPACK_FLOAT_ONLY and types & set(_EIGHT_BIT):
+            reason = f"XNNPACK takes {op.name} in float only"
+        elif op.name == "QUANTIZE" and len({g.tensors[t].type for t in op.inputs[:1] + op.outputs[:1]} & {
+                "INT8", "UINT8"}) == 2:
+            reason = "uint8/int8 conversion (8-bit I/O of another signedness): XNNPACK quantizes from float only"
+        else:
+            status[op.index] = "XNNPACK"
+            continue
+        report.findings.append(Finding("fallback", reason + "; runs on the builtin kernels", op.label))
+        status[op.index] = "fallback: builtin kernels"
+    return status
+
+
+def check(source: str | os.PathLike | bytes, target: str = "cpu", *, compiler: str | None | bool = None,
+          timeout: float = 180.0) -> Report:
+    """Check a model against a target's contract. ``compiler`` (edgetpu): the ``edgetpu_compiler`` to run (None: the
+    one on PATH, if any; False: never). Raises ValueError for unreadable or malformed files."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    name = "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+    content = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(source)
+    g = read_graph(content)
+    report = Report(name, target, parameter_bytes=g.parameter_bytes)
+    status = {"cpu": _cpu, "gpu": _gpu, "edgetpu": _edgetpu}[target](g, report)
+    report.ops = [{"index": op.index, "name": op.name, "version": op.version, "status": status.get(op.index, "")}
+                  for op in g.ops]
+    if target == "edgetpu" and compiler is not False:
+        exe = compiler or shutil.which("edgetpu_compiler")
+        if exe and name != "<bytes>":
+            report.compiler = run_compiler(exe, name, timeout=timeout)
+            _compiler_findings(report)
+        else:
+            report.findings.append(Finding("note", "edgetpu_compiler not on PATH: checked against the compiler "
+                                                   "16.0 tables only"))
+    return report
+
+
+# ---- the Edge TPU compiler ------------------------------------------------------------------------------------
+
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+_MEMORY = {"on_chip_used": "On-chip memory used for caching model parameters",
+           "on_chip_remaining": "On-chip memory remaining for caching model parameters",
+           "off_chip": "Off-chip memory used for streaming uncached model parameters"}
+_COUNTS = {"subgraphs": "Number of Edge TPU subgraphs", "operations": "Total number of operations",
+           "tpu_ops": "Number of operations that will run on Edge TPU",
+           "cpu_ops": "Number of operations that will run on CPU"}
+_ROW = re.compile(r"^([A-Z][A-Z0-9_]*(?::\S+)?)\s+(\d+)\s+(\S.*?)\s*$")
+
+
+def parse_compiler_log(text: str) -> dict[str, Any]:
+    """What ``edgetpu_compiler``'s output says: version, compiled or not, errors (op versions it rejects), memory
+    (bytes), counts, and the operator table as rows {op, count, status}. Lines it does not know are ignored."""
+    result: dict[str, Any] = {"version": None, "compiled": False, "errors": [], "rejected_ops": [], "rows": []}
+    version = re.search(r"Edge TPU Compiler version (\S+)", text)
+    result["version"] = version.group(1) if version else None
+    result["compiled"] = bool(re.search(r"compiled successfully|Compilation succeeded", text))
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("ERROR:"):
+            result["errors"].append(line[6:].strip())
+        rejected = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", line)
+        if rejected:
+            result["rejected_ops"].append({"op": rejected.group(1), "version": int(rejected.group(2))})
+        invalid = re.match(r"Invalid model: (.*)", line)
+        if invalid:
+            result["invalid"] = invalid.group(1)
+    for key, label in _MEMORY.items():
+        m = re.search(re.escape(label) + r":\s*([\d.]+)\s*(B|KiB|MiB|GiB)", text)
+        if m:
+            result[key] = int(round(float(m.group(1)) * _UNITS[m.group(2)]))
+    for key, label in _COUNTS.items():
+        m = re.search(re.escape(label) + r":\s*(\d+)", text)
+        if m:
+            result[key] = int(m.group(1))
+    table = re.split(r"^\s*Operator\s+Count\s+Status\s*$", text, maxsplit=1, flags=re.M)
+    if len(table) == 2:
+        for line in table[1].splitlines():
+            m = _ROW.match(line.strip())
+            if m:
+                result["rows"].append({"op": m.group(1), "count": int(m.group(2)), "status": m.group(3)})
+    return result
+
+
+def run_compiler(exe: str, path: str, timeout: float = 180.0) -> dict[str, Any]:
+    """Run ``edgetpu_compiler -s`` on a copy of ``path`` in a temporary folder; its parsed log (see
+    :func:`parse_compiler_log`) plus ``returncode``."""
+    with tempfile.TemporaryDirectory(prefix="resnet-edge-check-") as folder:
+        model = os.path.join(folder, "model.tflite")
+        shutil.copyfile(path, model)
+        try:
+            done = subprocess.run([exe, "-s", "-o", folder, model], capture_output=True, text=True,
+                                  timeout=timeout, errors="replace")
+        except subprocess.TimeoutExpired:
+            return {"version": None, "compiled": False, "errors": [f"timed out after {timeout:g} s"],
+                    "rejected_ops": [], "rows": [], "returncode": None}
+        except OSError as error:
+            return {"version": None, "compiled": False, "errors": [f"cannot run {exe}: {error}"],
+                    "rejected_ops": [], "rows": [], "returncode": None}
+        text = done.stdout + "\n" + done.stderr
+        log = os.path.join(folder, "model_edgetpu.log")
+        if os.path.isfile(log) and os.path.getsize(log) < MB and "Operator" not in done.stdout:
+            with open(log, errors="replace") as f:
+                text += "\n" + f.read()
+        parsed = parse_compiler_log(text)
+        parsed["returncode"] = done.returncode
+        return parsed
+
+
+def _compiler_findings(report: Report) -> None:
+    log = report.compiler or {}
+    for rejected in log.get("rejected_ops", []):
+        report.findings.append(Finding("error", f"edgetpu_compiler {log.get('version')}: rejects {rejected['op']} "
+                                                f"version {rejected['version']}"))
+    if not log.get("compiled"):
+        why = "; ".join(log.get("errors", [])[:3]) or log.get("invalid") or f"exit code {log.get('returncode')}"
+        report.findings.append(Finding("error", f"edgetpu_compiler {log.get('version')} did not compile it: {why}"))
+        return
+    for row in log.get("rows", []):
+        if row["status"] != "Mapped to Edge TPU":
+            report.findings.append(Finding("fallback", f"edgetpu_compiler: {row['count']} x {row['op']}: "
+                                                       f"{row['status']}"))
+    if log.get("off_chip"):
+        report.findings.append(Finding("note", f"edgetpu_compiler: {log['off_chip'] / MB:.2f} MB of parameters "
+                                               "stream from host memory (off-chip)"))
