@@ -82,13 +82,108 @@ TORCHVISION = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "re
 
 # Where the weights are fetched from when no file is given (timm: the Hugging Face hub; torchvision: its URLs,
 # the DEFAULT weights of torchvision 0.29, with the preprocessing of their transforms()).
-TIMM_DEFAULT_TAGS = {
-    "resnet18": "a1_in1k", "resnet34": "a1_in1k", "resnet50": "a1_in1k", "resnet101": "a1_in1k",
-    "resnet152": "a1_in1k", "resnet18d": "ra2_in1k", "resnet34d": "ra2_in1k", "resnet50d": "a1_in1k",
-    "resnet101d": "gluon_in1k", "resnet152d": "gluon_in1k", "resnext50_32x4d": "a1_in1k",
-    "resnext101_32x4d": "fb_ssl_yfcc100m_ft_in1k", "resnext101_32x8d": "fb_ssl_yfcc100m_ft_in1k",
-    "resnext101_64x4d": "c1_in1k", "seresnet50": "a1_in1k", "wide_resnet50_2": "racm_in1k",
-    "wide_resnet101_2": "tv2_in1k",
+TIMM_DEFAULT_TAGS = {  # timm 1.0.31's default tag of each architecture (get_pretrained_cfg(arch).tag)
+    "resnet18": "a1_in1k", "resnet34": "a1_in1k", "resnet50": "a1_in1k", "resnet101": "a1h_in1k",
+    "resnet152": "a1h_in1k", "resnet18d": "ra2_in1k", "resnet34d": "ra2_in1k", "resnet50d": "ra2_in1k",
+    "resnet101d": "ra2_in1k", "resnet152d": "ra2_in1k", "resnet200d": "ra2_in1k", "resnext50_32x4d": "a1h_in1k",
+    "resnext101_32x4d": "fb_ssl_yfcc100m_ft_in1k", "resnext101_32x8d": "tv_in1k", "resnext101_64x4d": "c1_in1k",
+    "seresnet50": "a1_in1k", "wide_resnet50_2": "racm_in1k", "wide_resnet101_2": "tv_in1k",
+}
+# timm 1.0.31's pretrained_cfg (input size, crop_pct, interpolation) of every tag of the supported architectures;
+# mean/std are ImageNet's except for the *.ra4_e3600_r224_in1k tags (0.5, 0.5, 0.5). Regenerate with timm's
+# get_pretrained_cfg when timm adds tags.
+TIMM_PRETRAINED: dict[str, tuple[int, float, str]] = {
+    "resnet18.a1_in1k": (224, 0.95, "bicubic"),
+    "resnet18.a2_in1k": (224, 0.95, "bicubic"),
+    "resnet18.a3_in1k": (160, 0.95, "bicubic"),
+    "resnet18.fb_ssl_yfcc100m_ft_in1k": (224, 0.875, "bilinear"),
+    "resnet18.fb_swsl_ig1b_ft_in1k": (224, 0.875, "bilinear"),
+    "resnet18.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet18.tv_in1k": (224, 0.875, "bilinear"),
+    "resnet34.a1_in1k": (224, 0.95, "bicubic"),
+    "resnet34.a2_in1k": (224, 0.95, "bicubic"),
+    "resnet34.a3_in1k": (160, 0.95, "bicubic"),
+    "resnet34.bt_in1k": (224, 0.875, "bicubic"),
+    "resnet34.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet34.ra4_e3600_r224_in1k": (224, 0.9, "bicubic"),
+    "resnet34.tv_in1k": (224, 0.875, "bilinear"),
+    "resnet50.a1_in1k": (224, 0.95, "bicubic"),
+    "resnet50.a1h_in1k": (176, 0.9, "bicubic"),
+    "resnet50.a2_in1k": (224, 0.95, "bicubic"),
+    "resnet50.a3_in1k": (160, 0.95, "bicubic"),
+    "resnet50.am_in1k": (224, 0.875, "bicubic"),
+    "resnet50.b1k_in1k": (224, 0.95, "bicubic"),
+    "resnet50.b2k_in1k": (224, 0.95, "bicubic"),
+    "resnet50.bamboo": (224, 1.0, "bicubic"),
+    "resnet50.bt_in1k": (224, 0.875, "bicubic"),
+    "resnet50.c1_in1k": (224, 0.95, "bicubic"),
+    "resnet50.c2_in1k": (224, 0.95, "bicubic"),
+    "resnet50.d_in1k": (224, 0.95, "bicubic"),
+    "resnet50.fb_ssl_yfcc100m_ft_in1k": (224, 0.875, "bilinear"),
+    "resnet50.fb_swsl_ig1b_ft_in1k": (224, 0.875, "bilinear"),
+    "resnet50.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet50.ra_in1k": (224, 0.875, "bicubic"),
+    "resnet50.ram_in1k": (224, 0.875, "bicubic"),
+    "resnet50.tv2_in1k": (176, 0.875, "bilinear"),
+    "resnet50.tv_in1k": (224, 0.875, "bilinear"),
+    "resnet101.a1_in1k": (224, 0.95, "bicubic"),
+    "resnet101.a1h_in1k": (224, 0.95, "bicubic"),
+    "resnet101.a2_in1k": (224, 0.95, "bicubic"),
+    "resnet101.a3_in1k": (160, 0.95, "bicubic"),
+    "resnet101.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet101.tv2_in1k": (176, 0.875, "bilinear"),
+    "resnet101.tv_in1k": (224, 0.875, "bilinear"),
+    "resnet152.a1_in1k": (224, 0.95, "bicubic"),
+    "resnet152.a1h_in1k": (224, 0.95, "bicubic"),
+    "resnet152.a2_in1k": (224, 0.95, "bicubic"),
+    "resnet152.a3_in1k": (160, 0.95, "bicubic"),
+    "resnet152.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet152.tv2_in1k": (176, 0.875, "bilinear"),
+    "resnet152.tv_in1k": (224, 0.875, "bilinear"),
+    "resnet18d.ra2_in1k": (224, 0.875, "bicubic"),
+    "resnet18d.ra4_e3600_r224_in1k": (224, 0.9, "bicubic"),
+    "resnet34d.ra2_in1k": (224, 0.875, "bicubic"),
+    "resnet50d.a1_in1k": (224, 0.95, "bicubic"),
+    "resnet50d.a2_in1k": (224, 0.95, "bicubic"),
+    "resnet50d.a3_in1k": (160, 0.95, "bicubic"),
+    "resnet50d.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet50d.ra2_in1k": (224, 0.875, "bicubic"),
+    "resnet50d.ra4_e3600_r224_in1k": (224, 0.95, "bicubic"),
+    "resnet101d.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet101d.ra2_in1k": (256, 0.95, "bicubic"),
+    "resnet152d.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnet152d.ra2_in1k": (256, 0.95, "bicubic"),
+    "resnet200d.ra2_in1k": (256, 0.95, "bicubic"),
+    "resnext50_32x4d.a1_in1k": (224, 0.95, "bicubic"),
+    "resnext50_32x4d.a1h_in1k": (224, 0.95, "bicubic"),
+    "resnext50_32x4d.a2_in1k": (224, 0.95, "bicubic"),
+    "resnext50_32x4d.a3_in1k": (160, 0.95, "bicubic"),
+    "resnext50_32x4d.fb_ssl_yfcc100m_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext50_32x4d.fb_swsl_ig1b_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext50_32x4d.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnext50_32x4d.ra_in1k": (224, 0.875, "bicubic"),
+    "resnext50_32x4d.tv2_in1k": (176, 0.875, "bilinear"),
+    "resnext50_32x4d.tv_in1k": (224, 0.875, "bilinear"),
+    "resnext101_32x4d.fb_ssl_yfcc100m_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext101_32x4d.fb_swsl_ig1b_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext101_32x4d.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnext101_32x8d.fb_ssl_yfcc100m_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext101_32x8d.fb_swsl_ig1b_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext101_32x8d.fb_wsl_ig1b_ft_in1k": (224, 0.875, "bilinear"),
+    "resnext101_32x8d.tv2_in1k": (176, 0.875, "bilinear"),
+    "resnext101_32x8d.tv_in1k": (224, 0.875, "bilinear"),
+    "resnext101_64x4d.c1_in1k": (224, 0.95, "bicubic"),
+    "resnext101_64x4d.gluon_in1k": (224, 0.875, "bicubic"),
+    "resnext101_64x4d.tv_in1k": (224, 0.875, "bilinear"),
+    "seresnet50.a1_in1k": (224, 0.95, "bicubic"),
+    "seresnet50.a2_in1k": (224, 0.95, "bicubic"),
+    "seresnet50.a3_in1k": (160, 0.95, "bicubic"),
+    "seresnet50.ra2_in1k": (224, 0.875, "bicubic"),
+    "wide_resnet50_2.racm_in1k": (224, 0.875, "bicubic"),
+    "wide_resnet50_2.tv2_in1k": (176, 0.875, "bilinear"),
+    "wide_resnet50_2.tv_in1k": (224, 0.875, "bilinear"),
+    "wide_resnet101_2.tv2_in1k": (176, 0.875, "bilinear"),
+    "wide_resnet101_2.tv_in1k": (224, 0.875, "bilinear"),
 }
 TORCHVISION_URLS = {
     "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
@@ -129,16 +224,16 @@ def architecture(source: str, name: str) -> tuple[Arch, BlockOptions]:
 
 
 def default_preprocessing(source: str, name: str, tag: str | None = None) -> Preprocessing:
-    """The source's published preprocessing for ``name`` (timm's pretrained_cfg of the default tag; torchvision's
-    DEFAULT transforms). A ``config.json`` next to a timm file (its Hugging Face repo) overrides it."""
+    """The source's published preprocessing for ``name`` (timm 1.0.31's pretrained_cfg of the tag, or of the default
+    tag; torchvision's DEFAULT transforms). A ``config.json`` next to a timm file (its Hugging Face repo) overrides
+    it; an unknown tag gets timm's usual 224, crop 0.875, bicubic."""
     if source == "torchvision":
         return Preprocessing(crop_pct=round(224 / TORCHVISION_RESIZE.get(name, 232), 4))
-    tag = tag or TIMM_DEFAULT_TAGS.get(name, "")
-    if tag.startswith(("a1", "a2", "a3", "c1", "ra4")) or tag == "a1h_in1k":  # ResNet strikes back family
-        return Preprocessing(crop_pct=0.95, interpolation="bicubic")
-    if tag.startswith(("fb_", "tv_", "tv2")):
-        return Preprocessing(interpolation="bilinear", input_size=176 if tag == "tv2_in1k" else 224)
-    return Preprocessing(interpolation="bicubic")
+    key = f"{name}.{tag or TIMM_DEFAULT_TAGS.get(name, '')}"
+    size, crop, interpolation = TIMM_PRETRAINED.get(key, (224, 0.875, "bicubic"))
+    half = (0.5, 0.5, 0.5)
+    mean, std = (half, half) if key.endswith(".ra4_e3600_r224_in1k") else (IMAGENET_MEAN, IMAGENET_STD)
+    return Preprocessing(mean=mean, std=std, input_size=size, crop_pct=crop, interpolation=interpolation)
 
 
 def read_timm_config(path: str, fallback: Preprocessing) -> Preprocessing:

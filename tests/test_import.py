@@ -142,6 +142,17 @@ def test_named_models_match_the_import_architectures():
             assert arch == spec.arch and opts == BlockOptions(**spec.options), spec.function
 
 
+def test_default_preprocessing_is_the_sources():
+    # timm 1.0.31 pretrained_cfg / torchvision 0.29 DEFAULT transforms
+    assert hub.default_preprocessing("timm", "resnet50", "a3_in1k") == hub.Preprocessing(
+        input_size=160, crop_pct=0.95, interpolation="bicubic")
+    assert hub.default_preprocessing("timm", "resnet101d") == hub.Preprocessing(
+        input_size=256, crop_pct=0.95, interpolation="bicubic")  # the default tag, ra2_in1k
+    assert hub.default_preprocessing("timm", "resnet50d", "ra4_e3600_r224_in1k").mean == (0.5, 0.5, 0.5)
+    assert hub.default_preprocessing("torchvision", "resnet50").crop_pct == round(224 / 232, 4)
+    assert hub.default_preprocessing("torchvision", "resnet18").interpolation == "bilinear"
+
+
 def test_se_channels_round_as_timm():
     # timm make_divisible(c / 16, 8, round_limit=0): 256 -> 16, 2048 -> 128, small blocks at least 8
     assert [se_channels(c, 1 / 16) for c in (32, 64, 200, 256, 2048)] == [8, 8, 16, 16, 128]
