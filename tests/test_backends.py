@@ -191,7 +191,7 @@ def test_train_resume_and_evaluate(tmp_path, backend):
             "--batch-size", str(batch), "--verbose", "2", "--json", "--output", str(out)]
     state = out / "backup" / "state.json"
     process = popen(*args, env=_env(backend))
-    deadline, epoch = time.time() + 400, 0
+    deadline, epoch = time.time() + 900, 0
     while time.time() < deadline and process.poll() is None and epoch < 1:
         try:
             epoch = json.loads(state.read_text())["epoch"]
@@ -203,7 +203,7 @@ def test_train_resume_and_evaluate(tmp_path, backend):
     killed_at = json.loads(state.read_text())["epoch"]
     assert 1 <= killed_at < epochs
 
-    result = run(*args, env=_env(backend), timeout=400)
+    result = run(*args, env=_env(backend), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     version = importlib.metadata.version(backend)
     assert f"backend {backend} {version}; resuming after epoch {killed_at}" in result.stdout
@@ -226,7 +226,7 @@ def test_train_resume_and_evaluate(tmp_path, backend):
     evaluated = {}
     for where in (backend, "tensorflow"):
         result = run("evaluate", str(out / "best.keras"), "--dataset", "digits", "--json", env=_env(where),
-                     timeout=300)
+                     timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         evaluated[where] = _last_json(result.stdout)
         assert evaluated[where]["backend"]["name"] == where
@@ -253,7 +253,7 @@ DEMO_TRAINING = textwrap.dedent("""
 def test_the_demo_training_path(tmp_path, backend):
     """The demo's recipe (cosine schedule, label smoothing: one-hot labels from the tf.data pipeline)."""
     result = subprocess.run([sys.executable, "-c", DEMO_TRAINING, str(tmp_path / "train")], env=_env(backend),
-                            capture_output=True, text=True, timeout=400)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = _last_json(result.stdout)
     assert summary["backend"]["name"] == backend
