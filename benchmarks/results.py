@@ -321,6 +321,10 @@ def stage_c(r: Runner) -> None:
     if not os.path.isfile(qat):
         r.run("qat", ["qat", model, *r.data_args(), "--epochs", str(r.args.qat_epochs), "--output", qat],
               json_tail=False)
+    native = os.path.join(folder, "resnet20-qat-native.keras")
+    if not os.path.isfile(native):
+        r.run("qat-native", ["qat", model, *r.data_args(), "--engine", "keras", "--epochs", str(r.args.qat_epochs),
+                             "--output", native], json_tail=False)
     qat_log = os.path.join(r.runs, "qat.log")
     if os.path.isfile(qat_log):  # "float accuracy 0.9xxx  QAT accuracy 0.9xxx  (N epochs, S s)" of the qat command
         with open(qat_log) as f:
@@ -333,7 +337,8 @@ def stage_c(r: Runner) -> None:
             ("float16", model, ["--quantize", "float16"]),
             ("PTQ int8", model, ["--quantize", "int8", "--calibration-data", DATASET,
                                  "--calibration-samples", "1000"]),
-            ("tfmot QAT int8", qat, ["--quantize", "int8"])]
+            ("tfmot QAT int8", qat, ["--quantize", "int8"]),
+            ("native QAT int8", native, ["--quantize", "int8"])]
     evaluated = r.run("evaluate-float", ["evaluate", model, *r.data_args(), "--split", "test", "--json"])
     table = [{"mode": "Keras float32 (best.keras)", "file": model, "accuracy": evaluated and evaluated["accuracy"],
               "images": evaluated and evaluated["images"], "size_bytes": os.path.getsize(model)
@@ -662,8 +667,10 @@ def report(r: Runner, path: str) -> None:
             out += ["", f"The tfmot QAT model in Keras (fake-quantized, before conversion): "
                     f"{_pct(qa['qat_keras_accuracy'])} test accuracy after {qa['epochs']:.0f} epochs of fine-tuning "
                     f"({qa['seconds'] / 60:.1f} min; float model {_pct(qa['float_accuracy'])})."]
-        out += ["", "Native Keras QAT: not measured yet (it does not exist in the package yet).", "", "Commands:", ""]
-        names = [n for n in res.get("commands", {}) if n == "qat" or n.startswith(("convert-", "evaluate-"))]
+        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.qat, fake-quant layers in keras.ops with "
+                "BN folded), the same number of epochs as tfmot.", "", "Commands:", ""]
+        names = [n for n in res.get("commands", {}) if n in ("qat", "qat-native")
+                 or n.startswith(("convert-", "evaluate-"))]
         for name in names:
             for rec in res.get("commands", {}).get(name, [])[-1:]:
                 out.append(f"    {rec['command']}    # {rec['wall_s']:.0f} s")
