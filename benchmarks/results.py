@@ -667,8 +667,19 @@ def report(r: Runner, path: str) -> None:
             out += ["", f"The tfmot QAT model in Keras (fake-quantized, before conversion): "
                     f"{_pct(qa['qat_keras_accuracy'])} test accuracy after {qa['epochs']:.0f} epochs of fine-tuning "
                     f"({qa['seconds'] / 60:.1f} min; float model {_pct(qa['float_accuracy'])})."]
-        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.qat, fake-quant layers in keras.ops with "
-                "BN folded), the same number of epochs as tfmot.", "", "Commands:", ""]
+        native = None
+        native_log = os.path.join(r.runs, "qat-native.log")
+        if os.path.isfile(native_log):
+            with open(native_log) as f:
+                found = re.findall(r"float accuracy ([\d.]+)\s+QAT accuracy ([\d.]+)\s+\((\d+) epochs, (\d+) s", f.read())
+            native = [float(v) for v in found[-1]] if found else None
+        agree = {row["mode"]: row.get("agreement_with_source") for row in q["rows"]}
+        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.qat: fake-quant layers in keras.ops, "
+                "BN folded into the convs), the same number of epochs as tfmot"
+                + (f"; in Keras {_pct(native[1])} after {native[3] / 60:.1f} min" if native else "") + ". "
+                "Top-1 agreement of each QAT model in Keras with its own .tflite on the 10,000 test images: "
+                + ", ".join(f"{mode.replace('TFLite ', '')} {100 * a:.2f}%" for mode, a in agree.items()
+                            if a is not None and "QAT" in mode) + ".", "", "Commands:", ""]
         names = [n for n in res.get("commands", {}) if n in ("qat", "qat-native")
                  or n.startswith(("convert-", "evaluate-"))]
         for name in names:
