@@ -346,14 +346,14 @@ def qat_layers(model) -> list[_Ranged]:
 # ---- the graph rewrite ---------------------------------------------------------------------------------------
 
 
-def _refs(value) -> list[tuple]:
+def keras_history_refs(value) -> list[tuple]:
     """The ``keras_history`` references in a serialized inbound-node argument structure."""
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
             return [tuple(value["config"]["keras_history"])]
-        return [r for v in value.values() for r in _refs(v)]
+        return [r for v in value.values() for r in keras_history_refs(v)]
     if isinstance(value, (list, tuple)):
-        return [r for v in value for r in _refs(v)]
+        return [r for v in value for r in keras_history_refs(v)]
     return []
 
 
@@ -458,7 +458,7 @@ def quantize_model(model, *, calibration_steps: int = 8, ema_decay: float = 0.99
         if len(spec["inbound_nodes"]) > 1:
             raise ConfigError(f"layer {spec['name']!r} is used {len(spec['inbound_nodes'])} times; native QAT needs "
                               f"each layer called once")
-        for ref in [ref[0] for node in spec["inbound_nodes"] for ref in _refs(node)]:
+        for ref in [ref[0] for node in spec["inbound_nodes"] for ref in keras_history_refs(node)]:
             consumers[ref].append(spec["name"])
     outputs = [ref[0] for ref in _ref_list(config["output_layers"])]
 

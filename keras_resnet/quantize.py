@@ -38,6 +38,7 @@ from keras_resnet.errors import ConfigError, DataError, ModelFileError
 from keras_resnet.files import atomic_path, check_output
 from keras_resnet.model_io import load_model
 from keras_resnet.options import QATSpec
+from keras_resnet.qat import keras_history_refs
 
 # Keras 3 config keys tf_keras does not know and whose default value changes nothing.
 _BASE_KEYS = {"name", "trainable", "dtype"}
@@ -183,17 +184,6 @@ def _transfer(source, target) -> None:
     target.set_weights(ordered)
 
 
-def _refs(value) -> list:
-    """The ``keras_history`` references in a Keras 3 inbound-node argument structure."""
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            return [tuple(value["config"]["keras_history"])]
-        return [r for v in value.values() for r in _refs(v)]
-    if isinstance(value, (list, tuple)):
-        return [r for v in value for r in _refs(v)]
-    return []
-
-
 def _substitute(value, tensors: dict):
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
@@ -245,7 +235,7 @@ class _Translator:
         consumers: dict[str, int] = {}
         for spec in config["layers"]:
             for node in spec["inbound_nodes"]:
-                for ref in _refs(node):
+                for ref in keras_history_refs(node):
                     consumers[ref[0]] = consumers.get(ref[0], 0) + 1
         kinds = {spec["name"]: spec["class_name"] for spec in config["layers"]}
         for spec in config["layers"]:
@@ -253,7 +243,7 @@ class _Translator:
                 continue
             layer = model.get_layer(spec["name"])
             for node_index, node in enumerate(spec["inbound_nodes"]):
-                refs = _refs(node)
+                refs = keras_history_refs(node)
                 foldable = (len(refs) == 1 and kinds.get(refs[0][0]) in _FOLDABLE_INTO
                             and consumers.get(refs[0][0]) == 1
                             and model.get_layer(refs[0][0]).get_config().get("activation") == "linear")
