@@ -294,6 +294,15 @@ def _special(op: Op) -> Finding | None:
     return None
 
 
+def _refuse_special(op: Op, report: Report, status: dict[int, str]) -> bool:
+    """Record a FLEX/custom op as an error of every target; True when ``op`` was one."""
+    special = _special(op)
+    if special:
+        report.findings.append(special)
+        status[op.index] = "error: " + special.message.split(":")[0]
+    return special is not None
+
+
 def _edgetpu(g: Graph, report: Report) -> dict[int, str]:
     _io_findings(g, report, integer_io=True)
     status: dict[int, str] = {}
@@ -307,10 +316,7 @@ def _edgetpu(g: Graph, report: Report) -> dict[int, str]:
             report.findings.append(Finding("note", "already compiled by edgetpu_compiler: this op is the Edge TPU "
                                                    "subgraph", op.label))
             continue
-        special = _special(op)
-        if special:
-            report.findings.append(special)
-            status[op.index] = "error: " + special.message.split(":")[0]
+        if _refuse_special(op, report, status):
             continue
         entry = EDGETPU_OPS.get(op.name)
         types = {g.tensors[t].type for t in op.inputs + op.outputs if t >= 0 and not g.tensors[t].constant_bytes}
@@ -371,10 +377,7 @@ def _gpu(g: Graph, report: Report) -> dict[int, str]:
     status: dict[int, str] = {}
     quantized = False
     for op in g.ops:
-        special = _special(op)
-        if special:
-            report.findings.append(special)
-            status[op.index] = "error: " + special.message.split(":")[0]
+        if _refuse_special(op, report, status):
             continue
         types = {g.tensors[t].type for t in op.inputs + op.outputs if t >= 0}
         quantized |= bool(types & set(_EIGHT_BIT))
@@ -403,10 +406,7 @@ def _cpu(g: Graph, report: Report) -> dict[int, str]:
             report.findings.append(Finding("note", f"input {g.tensors[t].name!r} has dynamic spatial dimensions "
                                                    f"{list(g.tensors[t].signature)}"))
     for op in g.ops:
-        special = _special(op)
-        if special:
-            report.findings.append(special)
-            status[op.index] = "error: " + special.message.split(":")[0]
+        if _refuse_special(op, report, status):
             continue
         types = {g.tensors[t].type for t in op.inputs + op.outputs if t >= 0 and not g.tensors[t].constant_bytes}
         if op.name not in XNNPACK_OPS:
