@@ -13,7 +13,14 @@ short still reports how far it got.
         --run resnet56:resnet56:20:cosine:5e-4 --run plain20-d:plain20:12:step:1e-4 ...
 
 A run is ``NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY[:SEED[:noflip]]`` (batch 128, lr 0.1, SGD momentum 0.9,
-seed 0 unless given; ``noflip``: pad-and-crop only, no horizontal flips).
+seed 0 unless given; ``noflip``: pad-and-crop only, no horizontal flips). With ``--save`` a run also writes its
+best-validation model to ``OUT/NAME.keras``.
+
+A QAT run is ``NAME:qat:SOURCE[:SEED]``: native Keras 3 quantization-aware fine-tuning (keras_resnet.qat) of
+``OUT/SOURCE.keras``, exactly as ``keras-resnet qat --engine keras`` does it (``qat.qat_fine_tune``'s steps and
+``QATSpec``'s defaults: calibrate on 8 batches, 2 epochs of SGD at 1e-3, batch 64, BN statistics and ranges
+frozen for the second epoch), written to ``OUT/NAME.keras`` with ``OUT/NAME.json``. Run the float runs first
+(one invocation), then the QAT runs (a second one).
 ``benchmarks/results.py --gpu-results OUT/all.json`` puts the results into docs/results.md.
 """
 
@@ -44,6 +51,46 @@ def augment(x: np.ndarray, rng: np.random.Generator, *, pad: int = 4, flip: bool
         mirror = rng.integers(0, 2, size=(n, 1)).astype(bool)
         cols = np.where(mirror, cols[:, ::-1], cols)
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def qat_run(spec: str, args) -> None:
+    """Native QAT of a saved float model (see the module docstring); JSON with float and QAT test accuracy."""
+    import jax
+    import keras
+
+    from keras_resnet import data, qat
+    from keras_resnet.options import QATSpec
+
+    name, _, source, *rest = spec.split(":")
+    seed = int(rest[0]) if rest else 0
+    keras.utils.set_random_seed(seed)
+    qspec = QATSpec(dataset="fashion-mnist", data_dir=args.data_dir, engine="keras")
+    (x, y), (xv, yv), (xt, yt) = (data.load("fashion-mnist", s, args.data_dir) for s in ("train", "val", "test"))
+    if args.limit:
+        x, y, xv, yv, xt, yt = x[:args.limit], y[:args.limit], xv[:args.limit], yv[:args.limit], \
+            xt[:args.limit], yt[:args.limit]
+    model = keras.saving.load_model(os.path.join(args.out, source + ".keras"))
+    start = time.perf_counter()
+    xt = xt.astype(np.float32)
+    float_accuracy = model.evaluate(xt, yt, batch_size=1000, verbose=0, return_dict=True)["accuracy"]
+    qmodel = qat.quantize_model(model, **qat.schedule_for(len(x), qspec))
+    qat.calibrate(qmodel, x, seed=seed)
+    history = qat.fine_tune(qmodel, x, y, epochs=qspec.epochs, batch_size=qspec.batch_size,
+                            learning_rate=qspec.learning_rate, validation=(xv, yv), seed=seed, verbose=2)
+    qat.freeze(qmodel)
+    test = qmodel.evaluate(xt, yt, batch_size=1000, verbose=0, return_dict=True)  # compiled by fine_tune
+    qat.save(qmodel, os.path.join(args.out, name + ".keras"), force=True)
+    result = {"name": name, "kind": "native-qat", "source": source, "seed": seed, "epochs": qspec.epochs,
+              "batch_size": qspec.batch_size, "learning_rate": qspec.learning_rate, "train_images": len(x),
+              "test_images": len(xt), "float_test_accuracy": float(float_accuracy),
+              "qat_test_accuracy": float(test["accuracy"]),
+              "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+              "wall_s": round(time.perf_counter() - start, 1), "backend": keras.backend.backend(),
+              "keras": keras.__version__, "jax": jax.__version__, "device": str(jax.devices()[0].device_kind),
+              "command": " ".join(sys.argv)}
+    with open(os.path.join(args.out, name + ".json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"{name}: float {float_accuracy:.4f} -> QAT {test['accuracy']:.4f} ({result['wall_s']} s)", flush=True)
 
 
 def one_run(spec: str, args) -> None:
@@ -92,6 +139,8 @@ def one_run(spec: str, args) -> None:
                "epoch_time_s": round(epoch_time, 2)}
         result["history"].append(row)
         best = max(result["history"], key=lambda r: r["val_accuracy"])
+        if args.save and best is row:
+            model.save(os.path.join(args.out, f"{name}.keras"))
         times = sorted(r["epoch_time_s"] for r in result["history"][1:]) or [epoch_time]  # epoch 1 compiles
         result.update(epochs=epoch + 1, steps=(epoch + 1) * steps, test_accuracy=best["test_accuracy"],
                       best_epoch=best["epoch"], val_accuracy=best["val_accuracy"],
@@ -115,18 +164,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, help="first N images of each split (a quick check of this script)")
     p.add_argument("--deadline", type=float, default=0, help="stop every run after this many seconds")
+    p.add_argument("--summary", default="all.json", help="file name of the summary under OUT")
+    p.add_argument("--save", action="store_true", help="write each run's best-validation model to OUT/NAME.keras")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.one:
-        one_run(args.run[0], args)
+        (qat_run if args.run[0].split(":")[1] == "qat" else one_run)(args.run[0], args)
         return 0
     if os.environ.get("KERAS_BACKEND") != "jax":
         raise SystemExit("error: set KERAS_BACKEND=jax")
     # Each process takes a share of GPU memory, not JAX's default 75%.
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "PYTHONUNBUFFERED": "1"}
     common = [sys.executable, os.path.abspath(__file__), "--one", "--data-dir", args.data_dir, "--out", args.out,
-              "--batch-size", str(args.batch_size), *(["--limit", str(args.limit)] if args.limit else [])]
+              "--batch-size", str(args.batch_size), *(["--limit", str(args.limit)] if args.limit else []),
+              *(["--save"] if args.save else [])]
     start = time.time()
     procs = {spec: subprocess.Popen([*common, "--run", spec], env=env) for spec in args.run}
     codes = {}
@@ -151,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"runs": runs, "exit": {s.split(":")[0]: c for s, c in codes.items()}, "gpu": gpu,
                "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "parallel_runs": len(args.run), "wall_s": round(time.time() - start, 1)}
-    with open(os.path.join(args.out, "all.json"), "w") as f:
+    with open(os.path.join(args.out, args.summary), "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}))
     return 0 if all(c == 0 for c in codes.values()) else 1
