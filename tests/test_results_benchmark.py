@@ -86,3 +86,46 @@ def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
     figure = tmp_path / "fig.png"
     results.degradation_figure(runner, str(figure))
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_difference_counts_only_the_discordant_images():
+    y = np.zeros(10000, np.int64)
+    a = y.copy()
+    b = y.copy()
+    b[:30] = 1  # b misses 30 images that a gets right
+    a[30:40] = 1  # a misses 10 that b gets right
+    d, lo, hi = results.paired_difference(a, b, y)
+    assert d == pytest.approx(0.002)
+    assert lo < d < hi
+    # se = sqrt(40 - 20**2 / 10000) / 10000: far tighter than two independent Wilson intervals (about 0.5 pt each)
+    assert hi - lo == pytest.approx(2 * 1.959964 * np.sqrt(40 - 400 / 10000) / 10000)
+    assert results.paired_difference(a, a, y) == (0.0, 0.0, 0.0)
+
+
+def test_engines_section_checks_issue_12s_targets(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    y = np.arange(10000) % 10
+    np.savez(runs / "fashion-mnist-test.npz", x=np.zeros((1, 1)), y=y)
+
+    def row(mode: str, wrong: int, agreement: float = 1.0) -> dict:
+        predictions = y.copy()
+        predictions[:wrong] = (y[:wrong] + 1) % 10
+        path = runs / (mode.replace(" ", "_") + ".npy")
+        np.save(path, predictions.astype(np.int8))
+        return {"accuracy": 1 - wrong / 10000, "images": 10000, "predictions": str(path),
+                "agreement_with_source": agreement, "size_bytes": 300000}
+
+    rows = {"float32": row("float32", 600), "PTQ int8": row("ptq", 640), "tfmot QAT int8": row("tfmot", 610),
+            "native QAT int8 (seed 0, JAX)": row("n0", 620, 0.998),
+            "native QAT int8 (seed 1, JAX)": row("n1", 660, 0.990)}
+    (runs / "results.json").write_text(json.dumps({"engines": {"resnet20": {"rows": rows}}}))
+    args = argparse.Namespace(runs=str(runs), cli="keras-resnet", data_dir=None, dry_run=False,
+                              accelerator_results=None, flip_results=None, d_limit=10000)
+    text = "\n".join(results.engines_section(results.Runner(args)))
+    # native mean 93.60%: -0.40 pt against float (misses), -0.30 against tfmot (misses); agreement 99.0% misses
+    assert "native QAT mean of 2 runs 93.60%: -0.40 pt against float (misses >= float - 0.3)" in text
+    assert "-0.30 pt against tfmot (misses >= tfmot - 0.2)" in text
+    assert "lowest Keras-vs-.tflite agreement 99.00% (misses 99.5%)" in text
+    assert "| resnet20 | native QAT int8 (seed 0, JAX) | 93.80% |" in text
+    assert "| -0.20 (" in text and "| -0.10 (" in text  # seed 0 against float, then against tfmot
