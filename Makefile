@@ -1,13 +1,16 @@
 # Every target creates the virtual environment it needs; `make demo` and `make test` work on a fresh clone.
 #   make quick      ruff + the fast test tier (pytest -m "not slow"), a few minutes: run it while changing code
-#   make test       ruff + the full pytest suite (notebooks included), then deploy/ci.sh runs the device runner's
-#                   tests in environments without TensorFlow (.venv-deploy, and .venv-legacy with tflite-runtime),
-#                   then scripts/wheel_check.sh installs both built wheels into a fresh venv and runs the CLI there
+#   make test       ruff, then scripts/test_all.sh: the full pytest suite (notebooks included) over 2 processes
+#                   (PYTEST_WORKERS), while deploy/ci.sh runs the device runner's tests in environments without
+#                   TensorFlow (.venv-deploy, and .venv-legacy with tflite-runtime) and scripts/wheel_check.sh
+#                   installs both built wheels into a fresh venv and runs the CLI there
 #   make notebooks  executes notebooks/*.ipynb in place with their full parameters, so they are committed with outputs
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes; each TensorFlow process also runs 2 intra-op threads
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo quick test lint notebooks wheel-check bench clean
 
@@ -25,13 +28,11 @@ demo: $(STAMP)
 
 quick: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
-	bash deploy/ci.sh
-	bash scripts/wheel_check.sh
+	VENV=$(VENV) PYTEST_WORKERS=$(PYTEST_WORKERS) bash scripts/test_all.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
