@@ -533,8 +533,8 @@ def _fetch(source: str, name: str, tag: str | None) -> tuple[str, str | None]:
         try:
             from huggingface_hub import hf_hub_download
         except ImportError as error:
-            raise ModelFileError(f"huggingface_hub is not installed, so {repo} cannot be downloaded. {hint}") \
-                from error
+            raise ModelFileError(f"huggingface_hub is not installed (pip install 'keras-resnets[hub]'), so {repo} "
+                                 f"cannot be downloaded. {hint}") from error
         try:
             path = hf_hub_download(repo, "model.safetensors")
         except Exception as error:  # its offline, HTTP and cache errors share no base class but Exception

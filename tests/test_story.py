@@ -218,3 +218,52 @@ def test_resize_policy_flags_then_record_then_defaults():
 
     with pytest.raises(ConfigError, match="crop-fraction"):
         ConvertSpec(crop_fraction=1.5)
+
+
+def test_hub_download_is_optional_and_offline_names_the_file_and_flag(tmp_path, capsys, monkeypatch):
+    """huggingface_hub (the `hub` extra) is imported only for a download: missing, or offline, one error line."""
+    import sys
+    import types
+
+    out = str(tmp_path / "m.keras")
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not installed: `import` raises ImportError
+    assert cli.main(["import", "timm:resnet50.a1_in1k", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert "keras-resnets[hub]" in err and "--weights model.safetensors" in err
+    assert "huggingface.co/timm/resnet50.a1_in1k/resolve/main/model.safetensors" in err
+
+    offline = types.ModuleType("huggingface_hub")
+
+    def hf_hub_download(repo, filename):
+        raise OSError(f"offline: cannot reach {repo}/{filename}")
+
+    offline.hf_hub_download = hf_hub_download
+    monkeypatch.setitem(sys.modules, "huggingface_hub", offline)
+    assert cli.main(["import", "timm:resnet50.a1_in1k", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "could not download timm/resnet50.a1_in1k (OSError)" in err
+    assert "--weights model.safetensors" in err and not pathlib.Path(out).exists()
+
+
+def test_finetune_model_keeps_the_backbone_and_replaces_a_mismatched_head():
+    import keras
+
+    from keras_resnet.data import DatasetInfo
+    from keras_resnet.errors import ConfigError
+    from keras_resnet.train import finetune_model
+
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Normalization(mean=[100.0] * 3, variance=[400.0] * 3, name="normalization")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv1_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    source = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="predictions")(x))
+    three = DatasetInfo("folder:x", 3, ["a", "b", "c"], (8, 8, 3), True)
+    model = finetune_model(source, three, weight_decay=1e-4)
+    assert model.output_shape == (None, 3) and model.get_layer("predictions").get_config()["activation"] == "softmax"
+    assert np.array_equal(model.get_layer("conv1_conv").kernel.numpy(), source.get_layer("conv1_conv").kernel.numpy())
+    assert np.allclose(model.get_layer("normalization").mean.numpy(), 100.0)
+    assert model.get_layer("conv1_conv").kernel_regularizer is not None and model.losses  # L2 as the builders'
+    same = finetune_model(source, DatasetInfo("folder:x", 10, list("abcdefghij"), (8, 8, 3), True))
+    assert np.array_equal(same.get_layer("predictions").kernel.numpy(), source.get_layer("predictions").kernel.numpy())
+    with pytest.raises(ConfigError, match="--image-size 8"):
+        finetune_model(source, DatasetInfo("folder:x", 3, ["a", "b", "c"], (32, 32, 3), True))
