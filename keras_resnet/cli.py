@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import os
 import sys
@@ -233,8 +234,26 @@ def train_command(args: argparse.Namespace) -> int:
     from keras_resnet import quantize, train
 
     recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
+    init_model = preprocessing = None
+    if recipe.init is not None:  # fine-tuning: the file through the safe loader, folder images at its input size
+        from keras_resnet.model_io import load_model, read_preprocessing
+
+        init_model = load_model(recipe.init, keras3_only=True)
+        preprocessing = read_preprocessing(recipe.init)
+        size = init_model.inputs[0].shape[1]
+        if recipe.image_size is None and size is not None:
+            recipe = dataclasses.replace(recipe, image_size=int(size))
     output = run.output or train.default_output(recipe)
-    summary = train.train(recipe, output, strategy=run.strategy, verbose=run.verbose)
+    summary = train.train(recipe, output, strategy=run.strategy, verbose=run.verbose, init_model=init_model)
+    if preprocessing is not None:  # the source's crop/resize policy follows the fine-tuned models (to qat, convert)
+        import json
+
+        from keras_resnet.files import atomic_write
+        from keras_resnet.model_io import preprocessing_path
+
+        for name in ("best.keras", "last.keras"):
+            atomic_write(preprocessing_path(os.path.join(output, name)), json.dumps(preprocessing, indent=1) + "\n",
+                         force=True)
     if run.qat_epochs:
         path = os.path.join(output, "qat.h5")
         if os.path.exists(path):

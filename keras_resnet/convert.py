@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from resnet_edge.preprocess import CROP_FRACTION
 
 from keras_resnet import __version__, console, runlock
 from keras_resnet.build import predict
@@ -41,7 +42,7 @@ from keras_resnet.errors import (
 )
 from keras_resnet.files import atomic_path, check_output
 from keras_resnet.metadata import SCHEMA, embed_metadata
-from keras_resnet.model_io import load_model
+from keras_resnet.model_io import load_model, read_preprocessing
 from keras_resnet.options import MODES, ConvertSpec
 from keras_resnet.quantize import check_images, is_qat_model
 
@@ -80,6 +81,7 @@ class Report:
     ops: dict[str, int] = field(default_factory=dict)
     metadata: bool = False
     contract: list[str] = field(default_factory=list)  # ``resnet-edge check`` report (target edgetpu)
+    resize: str = ""  # the runner's resize policy as the metadata states it, e.g. "center_crop 0.95 bicubic"
 
     def lines(self) -> list[str]:
         out = [
@@ -92,6 +94,8 @@ class Report:
             out.append(f"accuracy: tflite {self.tflite_accuracy:.4f}, keras {self.keras_accuracy:.4f}")
         out.append(f"latency {self.latency_ms:.2f} ms (median, batch 1, {self.threads} threads); "
                    f"conversion {self.convert_seconds:.1f} s")
+        if self.resize:
+            out.append(f"runner preprocessing (metadata): {self.resize}")
         if self.target == "gpu":
             out.append("GPU delegate: all ops supported" if not self.gpu_unsupported else
                        f"GPU delegate would not run: {', '.join(self.gpu_unsupported)}")
@@ -300,7 +304,7 @@ def images(source: str | None, split: str, count: int, shape: tuple[int, ...], *
     else:
         from keras_resnet import data
 
-        x, y = data.load(source, split, data_dir)
+        x, y = data.load(source, split, data_dir, image_size=shape[0])  # folder datasets: at the model's size
     if len(x) == 0:
         raise DataError(f"{source} has no {split} images")
     rng = np.random.default_rng(seed)
@@ -336,7 +340,10 @@ def normalization_constants(model) -> dict | None:
 
 
 def build_metadata(model, name: str, quantization: str, labels: list[str] | None, *, mean=None, std=None,
-                   resize: str = "stretch") -> dict:
+                   resize: str = "stretch", crop_fraction: float = CROP_FRACTION, interpolation: str = "bilinear",
+                   preprocessing: dict | None = None) -> dict:
+    """The ``keras_resnet`` metadata: labels, input (size, mean/std, resize policy: ``resize``, ``crop_fraction``,
+    ``interpolation``, which resnet-edge applies), and the source's recorded ``preprocessing`` when imported."""
     height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
     classes = int(model.outputs[0].shape[-1])
     if labels is not None and len(labels) != classes:
@@ -348,8 +355,10 @@ def build_metadata(model, name: str, quantization: str, labels: list[str] | None
         "labels": list(labels) if labels is not None else [str(i) for i in range(classes)],
         "input": {"height": height, "width": width, "channels": channels, "layout": "NHWC", "color": "GRAY" if channels == 1 else "RGB",
                   "mean": list(mean) if mean is not None else [0.0] * channels,
-                  "std": list(std) if std is not None else [1.0] * channels, "resize": resize},
+                  "std": list(std) if std is not None else [1.0] * channels, "resize": resize,
+                  "crop_fraction": float(crop_fraction), "interpolation": interpolation},
         "normalization_in_model": inside,
+        "preprocessing": preprocessing,
         "quantization": quantization,
         "producer": PRODUCER,
     }
@@ -423,8 +432,9 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         raise ValidationError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
                               f"({', '.join(floating[:8])}); nothing written")
     gpu = gpu_report(content) if spec.target == "gpu" else []
+    policy = resize_policy(spec, read_preprocessing(path) if path is not None else None)
     meta = build_metadata(model, spec.name or _model_name(path, model), quantization, labels, mean=mean, std=std,
-                          resize=spec.resize)
+                          **policy)
     content = embed_metadata(content, meta)
     contract = edgetpu_gate(content) if spec.target == "edgetpu" else []
 
@@ -443,7 +453,28 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
                   size_bytes=len(content), float_bytes=float_bytes, size_ratio=len(content) / max(1, float_bytes),
                   samples=len(x_val), validation=source, **result, latency_ms=latency, threads=spec.threads,
                   convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts, metadata=True,
-                  contract=contract)
+                  contract=contract, resize=policy_text(policy))
+
+
+def resize_policy(spec: ConvertSpec, recorded: dict | None) -> dict:
+    """How the runner fits images: the flags when given, else the imported source's recorded crop and
+    interpolation (``center_crop``), else resnet-edge's defaults (``stretch``; 0.875, bilinear for center_crop)."""
+    return {"resize": spec.resize or ("center_crop" if recorded else "stretch"),
+            "crop_fraction": spec.crop_fraction if spec.crop_fraction is not None else
+            (recorded["crop_pct"] if recorded else CROP_FRACTION),
+            "interpolation": spec.interpolation or (recorded["interpolation"] if recorded else "bilinear"),
+            "preprocessing": recorded}
+
+
+def policy_text(policy: dict) -> str:
+    """``"center_crop 0.95 bicubic (from timm:resnet50.a1_in1k)"``, ``"stretch bilinear"``."""
+    text = policy["resize"] + (f" {policy['crop_fraction']:g}" if policy["resize"] == "center_crop" else "")
+    text += f" {policy['interpolation']}"
+    source = policy.get("preprocessing") or {}
+    if source.get("source"):
+        tag = f".{source['tag']}" if source.get("tag") else ""
+        text += f" (recorded from {source['source']}:{source.get('architecture')}{tag})"
+    return text
 
 
 def edgetpu_gate(content: bytes) -> list[str]:

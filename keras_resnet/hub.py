@@ -533,8 +533,8 @@ def _fetch(source: str, name: str, tag: str | None) -> tuple[str, str | None]:
         try:
             from huggingface_hub import hf_hub_download
         except ImportError as error:
-            raise ModelFileError(f"huggingface_hub is not installed, so {repo} cannot be downloaded. {hint}") \
-                from error
+            raise ModelFileError(f"huggingface_hub is not installed (pip install 'keras-resnets[hub]'), so {repo} "
+                                 f"cannot be downloaded. {hint}") from error
         try:
             path = hf_hub_download(repo, "model.safetensors")
         except Exception as error:  # its offline, HTTP and cache errors share no base class but Exception
@@ -605,24 +605,18 @@ def from_torchvision(name: str, weights: str | os.PathLike | None = None, **kwar
 
 
 def preprocessing_path(model_path: str | os.PathLike) -> str:
-    """Where ``keras-resnet import`` writes the preprocessing of ``OUT.keras``: ``OUT.preprocessing.json``."""
-    path = os.fspath(model_path)
-    return (path[: -len(".keras")] if path.endswith(".keras") else path) + ".preprocessing.json"
+    """Where ``keras-resnet import`` writes the preprocessing of ``OUT.keras`` too: ``OUT.preprocessing.json``."""
+    from keras_resnet.model_io import preprocessing_path as sidecar
+
+    return sidecar(model_path)
 
 
 def read_preprocessing(model_path: str | os.PathLike) -> dict | None:
-    """The preprocessing recorded next to an imported model (for ``convert``'s metadata), or None."""
-    from resnet_edge.metadata import load_json
+    """The preprocessing recorded for an imported model: inside the ``.keras`` (travels with the file through
+    ``qat --engine keras``), else ``OUT.preprocessing.json`` next to it; None when neither exists."""
+    from keras_resnet.model_io import read_preprocessing as read
 
-    path = preprocessing_path(model_path)
-    if not os.path.isfile(path) or os.path.getsize(path) > MAX_PRESET_JSON:
-        return None
-    with open(path, "rb") as f:
-        try:
-            value = load_json(f.read(), path, max_depth=4)
-        except ValueError as error:
-            raise ModelFileError(str(error)) from error
-    return value if isinstance(value, dict) else None
+    return read(model_path)
 
 
 # ---- command line: `keras-resnet import` -------------------------------------------------------------------------
@@ -633,6 +627,7 @@ def import_command(args) -> int:
     import time
 
     from keras_resnet.files import atomic_path, atomic_write, check_output
+    from keras_resnet.model_io import INTERPOLATIONS, attach_preprocessing
     from keras_resnet.options import ImportSpec, from_args
 
     spec: ImportSpec = from_args(ImportSpec, args)
@@ -645,11 +640,16 @@ def import_command(args) -> int:
     model, preprocessing = import_model(spec.source, spec.weights,
                                         include_top=True, classifier_activation=spec.classifier_activation)
     seconds = time.perf_counter() - start
+    source, arch, tag = parse_source(spec.source)
+    record = {"source": source, "architecture": arch, "tag": tag, **preprocessing.as_dict()}
+    if record["interpolation"] not in INTERPOLATIONS:  # keras-hub's lanczos3/5, area: resnet-edge has no such filter
+        near = "bicubic" if str(record["interpolation"]).startswith("lanczos") else "bilinear"
+        print(f"note: the source resizes with {record['interpolation']}; resnet-edge will use {near}", flush=True)
+        record["interpolation"] = near
     with atomic_path(spec.output, force=spec.force) as tmp:
         model.save(tmp)
-    source, arch, tag = parse_source(spec.source)
-    atomic_write(sidecar, json.dumps({"source": source, "architecture": arch, "tag": tag,
-                                      **preprocessing.as_dict()}, indent=1) + "\n", force=spec.force)
+        attach_preprocessing(tmp, record)  # inside the .keras: it travels with the model (qat, convert)
+    atomic_write(sidecar, json.dumps(record, indent=1) + "\n", force=spec.force)
     print(f"imported {spec.source} ({model.count_params():,} parameters) in {seconds:.1f} s; wrote {spec.output} "
           f"and {sidecar}", flush=True)
     return 0

@@ -33,6 +33,7 @@ TARGETS = ("cpu", "gpu", "edgetpu")
 IO_TYPES = ("int8", "uint8", "float32")
 SPLITS = ("train", "val", "test")
 RESIZE = ("stretch", "center_crop")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # resnet-edge's resize filters (resnet_edge.preprocess)
 LOSSES = ("ce", "bce")
 # --recipe presets: fields they set when left at their defaults. "modern": the ingredients of timm's "ResNet strikes
 # back" A3 and torchvision's v2 recipe, kept with SGD (see docs/training.md, "Modern recipe options").
@@ -164,9 +165,13 @@ class Recipe:
     """The arguments that define a training run (saved in ``summary.json``; a resumed run must match them)."""
 
     model: str = opt("resnet20", "a name from `keras-resnet models`")
+    init: str | None = opt(None, "fine-tune: start from this Keras 3 model file (e.g. from `keras-resnet import`) "
+                                 "instead of --model's random weights; its input normalization is kept, its "
+                                 "classifier replaced when the dataset has another class count", metavar="MODEL.keras")
     dataset: str = shared("dataset", "digits")
     data_dir: str | None = shared("data_dir")
-    image_size: int | None = opt(None, "resize folder images to this size (default: 32)", parse=_positive_int)
+    image_size: int | None = opt(None, "resize folder images to this size (default: 32; with --init the model's "
+                                       "input size)", parse=_positive_int)
     bad_images: str = opt("skip", "corrupt or unreadable images in a folder dataset: skip them (counted) or refuse "
                           "the dataset", choices=("skip", "refuse"))
     epochs: int = opt(30, "training epochs", parse=_positive_int)
@@ -230,6 +235,9 @@ class Recipe:
             raise ConfigError(f"label smoothing must be in [0, 1); got {self.label_smoothing}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"image size must be at least 8; got {self.image_size}")
+        if self.init is not None and (self.mixed_precision or self.builder_options):
+            raise ConfigError("--init fine-tunes the model file as it is: --mixed-precision and --option do not "
+                              "apply to it")
         if not isinstance(self.builder_options, dict):
             self.builder_options = dict(self.builder_options)
         unknown = sorted(set(self.builder_options) - {*OPTION_FIELDS, "stem"})
@@ -322,7 +330,13 @@ class ConvertSpec:
     mean: tuple[float, ...] | None = opt(None, "per-channel pixel mean the model expects subtracted (default 0: "
                                                "models with a normalization layer take raw pixels)", parse=floats)
     std: tuple[float, ...] | None = opt(None, "per-channel pixel std (default 1)", parse=floats)
-    resize: str = opt("stretch", "how the runner should fit images to the input size (metadata)", choices=RESIZE)
+    resize: str | None = opt(None, "how the runner should fit images to the input size (metadata); default: "
+                                   "center_crop for a model with a recorded preprocessing (keras-resnet import), "
+                                   "else stretch", choices=RESIZE)
+    crop_fraction: float | None = opt(None, "center_crop keeps this fraction of the shorter side (metadata; default: "
+                                            "the model's recorded crop_pct, else 0.875)", parse=_finite)
+    interpolation: str | None = opt(None, "the runner's resize filter (metadata; default: the model's recorded "
+                                          "interpolation, else bilinear)", choices=INTERPOLATIONS)
     threads: int = opt(2, "interpreter threads for validation and the latency figure", parse=_positive_int)
     name: str | None = opt(None, "the model name in the metadata (default: the file name)")
 
@@ -332,7 +346,12 @@ class ConvertSpec:
         check_choice("target", self.target, TARGETS)
         if self.io_type is not None:
             check_choice("I/O type", self.io_type, IO_TYPES)
-        check_choice("resize", self.resize, RESIZE)
+        if self.resize is not None:
+            check_choice("resize", self.resize, RESIZE)
+        if self.interpolation is not None:
+            check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        if self.crop_fraction is not None and not 0.05 <= self.crop_fraction <= 1:
+            raise ConfigError(f"--crop-fraction must be in [0.05, 1]; got {self.crop_fraction}")
         _check_positive_int("convert", calibration_samples=self.calibration_samples,
                             validation_samples=self.validation_samples, threads=self.threads)
         _check_agreement(self.min_agreement)

@@ -590,12 +590,17 @@ def _check_output_name(path: str) -> None:
         raise ConfigError(f"native QAT models are saved as .keras; use --output {stem}.keras")
 
 
-def save(qat_model, path: str, *, force: bool = False) -> str:
-    """Save a native QAT model as ``.keras``, atomically (never over an existing file without ``force``)."""
+def save(qat_model, path: str, *, force: bool = False, preprocessing: dict | None = None) -> str:
+    """Save a native QAT model as ``.keras``, atomically (never over an existing file without ``force``), with the
+    float model's recorded ``preprocessing`` (an imported model's crop and resize policy) inside."""
+    from keras_resnet.model_io import attach_preprocessing
+
     path = os.fspath(path)
     _check_output_name(path)
     with atomic_path(path, force=force) as tmp:
         qat_model.save(tmp)
+        if preprocessing is not None:
+            attach_preprocessing(tmp, preprocessing)
     return path
 
 
@@ -631,17 +636,20 @@ def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False,
     Returns :class:`keras_resnet.quantize.QATResult` (test accuracy before and after).
     """
     from keras_resnet import data
-    from keras_resnet.model_io import load_model
+    from keras_resnet.model_io import load_model, read_preprocessing
     from keras_resnet.quantize import QATResult, accuracy, check_images
 
     _check_output_name(output_path)
     check_output(output_path, force=force)
-    model = load_model(model_or_path, unsafe=unsafe, keras3_only=True) \
-        if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
+    from_file = isinstance(model_or_path, (str, os.PathLike))
+    model = load_model(model_or_path, unsafe=unsafe, keras3_only=True) if from_file else model_or_path
+    preprocessing = read_preprocessing(model_or_path) if from_file else None
     start = time.perf_counter()
-    x_train, y_train = data.load(spec.dataset, "train", spec.data_dir)
-    x_val, y_val = data.load(spec.dataset, "val", spec.data_dir)
-    x_test, y_test = data.load(spec.dataset, "test", spec.data_dir)
+    size = model.inputs[0].shape[1]  # folder datasets are decoded at the model's input size (others ignore it)
+    folder = {"image_size": int(size)} if size is not None else {}
+    x_train, y_train = data.load(spec.dataset, "train", spec.data_dir, **folder)
+    x_val, y_val = data.load(spec.dataset, "val", spec.data_dir, **folder)
+    x_test, y_test = data.load(spec.dataset, "test", spec.data_dir, **folder)
     check_images(model, x_train, spec.dataset)
     if len(x_train) == 0:
         raise DataError(f"{spec.dataset} has no training images")
@@ -653,7 +661,7 @@ def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False,
                   learning_rate=spec.learning_rate, validation=(x_val, y_val), verbose=verbose)
     freeze(qat)
     qat_accuracy = accuracy(qat, x_test, y_test)
-    save(qat, output_path, force=force)
+    save(qat, output_path, force=force, preprocessing=preprocessing)
     return QATResult(os.fspath(output_path), qat_accuracy, float_accuracy, spec.epochs, time.perf_counter() - start)
 
 

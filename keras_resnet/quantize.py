@@ -24,6 +24,7 @@ never uses ``tf.keras``; it says ``keras`` (3) or ``tf_keras``.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import time
 import warnings
@@ -35,8 +36,8 @@ import numpy as np
 from keras_resnet import compat
 from keras_resnet.build import predict
 from keras_resnet.errors import ConfigError, DataError, ModelFileError
-from keras_resnet.files import atomic_path, check_output
-from keras_resnet.model_io import load_model
+from keras_resnet.files import atomic_path, atomic_write, check_output
+from keras_resnet.model_io import load_model, preprocessing_path, read_preprocessing
 from keras_resnet.options import QATSpec
 from keras_resnet.qat import keras_history_refs
 
@@ -492,12 +493,15 @@ def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool
 
     _check_qat_output(output_path)
     check_output(output_path, force=force)
-    model = load_model(model_or_path, unsafe=unsafe) if isinstance(model_or_path, (str, os.PathLike)) \
-        else model_or_path
+    from_file = isinstance(model_or_path, (str, os.PathLike))
+    model = load_model(model_or_path, unsafe=unsafe) if from_file else model_or_path
+    preprocessing = read_preprocessing(model_or_path) if from_file else None
     start = time.perf_counter()
-    x_train, y_train = data.load(spec.dataset, "train", spec.data_dir)
-    x_val, y_val = data.load(spec.dataset, "val", spec.data_dir)
-    x_test, y_test = data.load(spec.dataset, "test", spec.data_dir)
+    size = model.inputs[0].shape[1]  # folder datasets are decoded at the model's input size (others ignore it)
+    folder = {"image_size": int(size)} if size is not None else {}
+    x_train, y_train = data.load(spec.dataset, "train", spec.data_dir, **folder)
+    x_val, y_val = data.load(spec.dataset, "val", spec.data_dir, **folder)
+    x_test, y_test = data.load(spec.dataset, "test", spec.data_dir, **folder)
     check_images(model, x_train, spec.dataset)
     float_accuracy = accuracy(model, x_test, y_test)
     qat = quantize_model(model)
@@ -508,6 +512,8 @@ def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool
                   verbose=verbose)
     qat_accuracy = accuracy(qat, x_test, y_test)
     save_qat_model(qat, output_path, force=force)
+    if preprocessing is not None:  # an .h5 holds no extra entry: the record goes next to it, where convert looks
+        atomic_write(preprocessing_path(output_path), json.dumps(preprocessing, indent=1) + "\n", force=True)
     return QATResult(os.fspath(output_path), qat_accuracy, float_accuracy, spec.epochs, time.perf_counter() - start)
 
 

@@ -83,6 +83,40 @@ def model_for_dataset(name: str, info: data_lib.DatasetInfo, *, mean=None, varia
     return model
 
 
+def finetune_model(source, info: data_lib.DatasetInfo, *, weight_decay: float = 0.0):
+    """A trainable copy of ``source`` (a loaded Keras model) for ``info``'s dataset: the same layers and weights
+    (its ``normalization`` layer, e.g. an imported model's ImageNet mean/std, included), L2 ``weight_decay`` on
+    its kernels like the builders', and a new ``predictions`` classifier (same activation, random init) when the
+    class count differs. Raises ConfigError when the image shapes differ or no classifier is found."""
+    import keras
+
+    shape = tuple(source.inputs[0].shape[1:])
+    if None not in shape and shape != tuple(info.image_shape):
+        raise ConfigError(f"the model takes {shape} images but {info.name} gives {tuple(info.image_shape)}: pass "
+                          f"--image-size {shape[0]} (folder datasets)")
+    decay = keras.regularizers.L2(weight_decay / 2) if weight_decay else None  # gradient wd · w, as blocks.py
+
+    def clone(layer):
+        config = layer.get_config()
+        if decay is not None and "kernel_regularizer" in config:
+            config["kernel_regularizer"] = keras.regularizers.serialize(decay)
+        return layer.__class__.from_config(config)
+
+    model = keras.models.clone_model(source, clone_function=clone)
+    model.set_weights(source.get_weights())
+    try:
+        head = model.get_layer("predictions")
+    except ValueError:
+        raise ConfigError(f"{source.name} has no 'predictions' layer to fine-tune") from None
+    if int(head.units) == info.num_classes:
+        return model
+    config = {**head.get_config(), "units": info.num_classes}
+    config.pop("kernel_initializer", None)
+    config.pop("bias_initializer", None)
+    outputs = head.__class__.from_config(config)(head.input)
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
 @contextlib.contextmanager
 def _dtype_policy(policy: str | None):
     import keras
@@ -441,15 +475,23 @@ def _callback_class():
 # ---- the API ---------------------------------------------------------------------------------------------
 
 
-def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", verbose: int | str = 1) -> dict:
+def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", verbose: int | str = 1,
+          init_model=None) -> dict:
     """Train ``recipe.model`` on ``recipe.dataset``; write the run to ``output``; return the summary.
 
     ``output`` defaults to ``runs/MODEL-DATASET``. Restarting with the same recipe resumes after the last
     completed epoch (see the module docstring); a different recipe on the same output is refused.
     Example: ``train(Recipe(model="resnet20", dataset="digits", epochs=15, schedule="cosine"), "runs/r20")``.
+    ``recipe.init`` (fine-tuning) needs ``init_model``, that file loaded (``keras-resnet train --init`` loads it
+    with :func:`keras_resnet.model_io.load_model`); the run is named after the file.
     """
     start = time.perf_counter()
-    key, _ = model_spec(recipe.model)
+    if recipe.init is not None:
+        if init_model is None:
+            raise ConfigError("recipe.init needs init_model: the model loaded from that file")
+        key = normalize_name(os.path.splitext(os.path.basename(recipe.init))[0]) or "init"
+    else:
+        key, _ = model_spec(recipe.model)
     recipe = dataclasses.replace(recipe, model=key, builder_options=dict(recipe.builder_options))
     shown = output or default_output(recipe)  # as the user wrote it, for messages
     output = os.path.abspath(os.path.expanduser(shown))
@@ -458,7 +500,7 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
     distribution = make_strategy(strategy)  # first: multi-worker collectives must be set up before any TF op
     chief = is_chief(distribution)
     if not chief:
-        return _train(recipe, output, shown, distribution, chief, verbose, start)
+        return _train(recipe, output, shown, distribution, chief, verbose, start, init_model)
     created = not os.path.exists(output)
     try:
         os.makedirs(output, exist_ok=True)
@@ -467,14 +509,15 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
     try:
         with runlock.hold(output, shown):  # one run per folder; a second one fails here, before loading data
             runlock.remove_leftovers(output)  # what killed runs left: ours now that we hold the lock
-            return _train(recipe, output, shown, distribution, chief, verbose, start)
+            return _train(recipe, output, shown, distribution, chief, verbose, start, init_model)
     finally:
         if created:  # a run refused before it wrote anything leaves no empty folder behind
             with contextlib.suppress(OSError):
                 os.rmdir(output)
 
 
-def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, verbose, start: float) -> dict:
+def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, verbose, start: float,
+           init_model=None) -> dict:
     dataset, data_dir, image_size = recipe.dataset, recipe.data_dir, recipe.image_size
     folder = {"image_size": image_size, "bad_images": recipe.bad_images}  # used by folder datasets only
     info = data_lib.info(dataset, data_dir, **folder)
@@ -497,7 +540,7 @@ def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, v
         raise OutputError(f"cannot create output folder {workdir}: {error.strerror}") from error
     try:
         return _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
-                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start, shown)
+                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start, shown, init_model)
     finally:
         if not chief:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -510,7 +553,7 @@ def default_output(recipe: Recipe) -> str:
 
 
 def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker, train_data, val_data,
-         test_data, verbose, start, shown=None) -> dict:
+         test_data, verbose, start, shown=None, init_model=None) -> dict:
     import keras
 
     state = RunState(workdir, write=True)
@@ -527,8 +570,11 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         state.publish()  # a kill between commit and publish leaves stale files: publish again
 
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
-        model = model_for_dataset(recipe.model, info, mixed_precision=recipe.mixed_precision,
-                                  weight_decay=recipe.weight_decay, **recipe.builder_options)
+        if init_model is not None:
+            model = finetune_model(init_model, info, weight_decay=recipe.weight_decay)
+        else:
+            model = model_for_dataset(recipe.model, info, mixed_precision=recipe.mixed_precision,
+                                      weight_decay=recipe.weight_decay, **recipe.builder_options)
         compile_model(model, recipe, steps, info.num_classes)
         if backup_file:
             model.optimizer.build(model.trainable_variables)

@@ -85,6 +85,7 @@ class Classifier:
         """What runs: runtime, version, delegate/accelerator, threads, and the model's input."""
         return {**self.engine.info, "model": self.path, "input": list(self.engine.input.shape[1:]),
                 "input_dtype": self.engine.input.dtype, "resize": self.spec.resize,
+                "crop_fraction": self.spec.crop_fraction, "interpolation": self.spec.interpolation,
                 "metadata": self.metadata is not None}
 
     # ---- low level: arrays -------------------------------------------------------------------------------

@@ -161,6 +161,12 @@ def _where(info: dict) -> str:
             f"delegate {info['delegate']}, {info['threads']} threads")
 
 
+def _fitting(spec) -> str:
+    """How images are fitted to the input, from the metadata: ``center_crop 0.95 bicubic to 224x224``."""
+    crop = f" {spec.crop_fraction:g}" if spec.resize == "center_crop" else ""
+    return f"{spec.resize}{crop} {spec.interpolation} to {spec.height}x{spec.width}"
+
+
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
@@ -180,7 +186,7 @@ def classify(args: argparse.Namespace) -> int:
     if writer:
         writer.writerow(["path", "rank", "class", "label", "score"])
     elif not args.json:
-        print(f"# {args.model}: {_where(clf.info)}")
+        print(f"# {args.model}: {_where(clf.info)}; images: {_fitting(clf.spec)}")
     start = time.perf_counter()
     for result in clf.classify(files, args.top_k):
         if result.error is not None:

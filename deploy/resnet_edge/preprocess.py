@@ -25,7 +25,12 @@ from .runtime import file_kind
 DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 RESIZE_MODES = ("stretch", "center_crop")
-CROP_FRACTION = 0.875
+CROP_FRACTION = 0.875  # the default centre crop (torchvision's v1 / timm's usual 224/256); metadata may say otherwise
+# Pillow filters by metadata name. timm's pretrained_cfg says "bicubic" for most of its ResNet weights (the RSB A1/A2/A3
+# tags), torchvision's transforms "bilinear"; Pillow's resize of a larger image antialiases with either, as the
+# torchvision/timm PIL transforms do.
+INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+MIN_CROP_FRACTION = 0.05  # below this a 224 input would be cut from a 4480-pixel resize: refuse such metadata
 
 # We refuse large images ourselves (max_pixels) before decoding. Pillow keeps its own limit too (it refuses above
 # 2 × Image.MAX_IMAGE_PIXELS, ~179 MP, inside Image.open): the effective limit is the smaller of the two. Pillow's
@@ -81,6 +86,8 @@ class InputSpec:
     dtype: str = "float32"
     scale: float = 0.0
     zero_point: int = 0
+    crop_fraction: float = CROP_FRACTION
+    interpolation: str = "bilinear"
 
     @classmethod
     def from_model(cls, meta: dict | None, shape: tuple[int, ...], dtype: str = "float32", scale: float = 0.0,
@@ -89,7 +96,9 @@ class InputSpec:
 
         Raises ValueError naming the field when the metadata's ``input`` is not an object, ``mean``/``std`` are not
         numbers (one, or one per channel) in range (finite, ``std`` in [1e-6, 1e6], ``|mean|`` ≤ 1e6), ``resize``
-        is unknown, or the input tensor's quantization is not finite.
+        is unknown, ``crop_fraction`` is not a number in [0.05, 1], ``interpolation`` is not one of
+        :data:`INTERPOLATIONS`, or the input tensor's quantization is not finite. Files written before
+        ``crop_fraction``/``interpolation`` existed get 0.875 and bilinear.
         """
         info = (meta or {}).get("input")
         if info is None:
@@ -105,9 +114,19 @@ class InputSpec:
         resize = info.get("resize") or "stretch"
         if not isinstance(resize, str) or resize not in RESIZE_MODES:
             raise ValueError(f"metadata resize {resize!r:.40} is not one of {', '.join(RESIZE_MODES)}")
+        crop = info.get("crop_fraction")
+        crop = CROP_FRACTION if crop is None else crop
+        if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not _finite(crop) \
+                or not MIN_CROP_FRACTION <= crop <= 1:
+            raise ValueError(f"metadata crop_fraction {str(crop)[:40]} is not a number in [{MIN_CROP_FRACTION}, 1]")
+        interpolation = info.get("interpolation") or "bilinear"
+        if not isinstance(interpolation, str) or interpolation not in INTERPOLATIONS:
+            raise ValueError(f"metadata interpolation {interpolation!r:.40} is not one of "
+                             f"{', '.join(INTERPOLATIONS)}")
         if not math.isfinite(scale) or scale < 0 or not -(1 << 31) <= zero_point < (1 << 31):
             raise ValueError(f"the input tensor's quantization (scale {scale}, zero point {zero_point}) is invalid")
-        return cls(int(shape[1]), int(shape[2]), channels, mean, std, resize, dtype, float(scale), int(zero_point))
+        return cls(int(shape[1]), int(shape[2]), channels, mean, std, resize, dtype, float(scale), int(zero_point),
+                   float(crop), interpolation)
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) with model input = pixel * a + b, quantization folded in."""
@@ -170,8 +189,8 @@ def load_image(source: ImageSource, spec: InputSpec | None = None, *,
             raise ImageError(f"image has no pixels ({width}×{height})")
         if spec is not None and getattr(im, "format", None) == "JPEG" and not isinstance(source, Image.Image):
             # Decode at 1/2, 1/4 or 1/8 scale while both sides stay >= the input size (square request: valid
-            # for either EXIF orientation). For center_crop the crop may then be upsampled by up to 1/0.875:
-            # a small loss of detail for a 2-4x cheaper decode.
+            # for either EXIF orientation). For center_crop the crop may then be upsampled by up to
+            # 1/crop_fraction: a small loss of detail for a 2-4x cheaper decode.
             need = max(spec.height, spec.width)
             im.draft(im.mode, (need, need))
         im.load()
@@ -217,15 +236,18 @@ def to_rgb(im: Image.Image, channels: int = 3) -> Image.Image:
 
 
 def fit(im: Image.Image, spec: InputSpec) -> Image.Image:
-    """Resize to the model's input: ``stretch`` or ``center_crop`` (shorter side to size/0.875, center crop)."""
+    """Resize to the model's input: ``stretch``, or ``center_crop`` (the shorter side to size / crop_fraction, then
+    the centre size × size: timm's and torchvision's eval transform, in one resize of the crop box), with the
+    spec's interpolation."""
     size = (spec.width, spec.height)
     w, h = im.size
+    resample = INTERPOLATIONS[spec.interpolation]
     if spec.resize == "center_crop":
-        f = max(spec.width / w, spec.height / h) / CROP_FRACTION
+        f = max(spec.width / w, spec.height / h) / spec.crop_fraction
         cw, ch = spec.width / f, spec.height / f
         box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-        return im.resize(size, Image.BILINEAR, box=box)
-    return im if im.size == size else im.resize(size, Image.BILINEAR)
+        return im.resize(size, resample, box=box)
+    return im if im.size == size else im.resize(size, resample)
 
 
 def to_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -170,3 +170,54 @@ def test_to_rgb_one_channel():
     assert to_rgb(Image.new("RGB", (2, 2)), channels=1).mode == "L"
     assert preprocess(io.BytesIO(jpeg_bytes(np.zeros((4, 4, 3), np.uint8))), InputSpec(4, 4, 1, (0,), (1,))).shape \
         == (4, 4, 1)
+
+
+def test_crop_fraction_and_interpolation_from_metadata():
+    old = InputSpec.from_model({"input": {"resize": "center_crop"}}, (1, 8, 8, 3))
+    assert (old.crop_fraction, old.interpolation) == (0.875, "bilinear")  # files written before the fields existed
+    spec = InputSpec.from_model({"input": {"resize": "center_crop", "crop_fraction": 0.95,
+                                           "interpolation": "bicubic"}}, (1, 8, 8, 3))
+    assert (spec.crop_fraction, spec.interpolation) == (0.95, "bicubic")
+    for bad in (0, 1.5, "0.9", True, -1, 1e400):
+        with pytest.raises(ValueError, match="crop_fraction"):
+            InputSpec.from_model({"input": {"crop_fraction": bad}}, (1, 8, 8, 3))
+    for bad in ("lanczos2", 3, ["bicubic"]):
+        with pytest.raises(ValueError, match="interpolation"):
+            InputSpec.from_model({"input": {"interpolation": bad}}, (1, 8, 8, 3))
+
+
+def test_center_crop_follows_the_crop_fraction():
+    a = np.zeros((100, 100, 3), np.uint8)
+    a[:, :10] = a[:, -10:] = 255  # white bands on the outer tenth of each side
+    im = Image.fromarray(a)
+    whole = np.asarray(fit(im, InputSpec(20, 20, resize="center_crop", crop_fraction=1.0)))
+    assert whole[:, 0].mean() > 200 and whole[:, -1].mean() > 200  # crop 1.0 keeps the whole square
+    inner = np.asarray(fit(im, InputSpec(20, 20, resize="center_crop", crop_fraction=0.6)))
+    assert inner.max() == 0  # the central 60% (and the filter around it) misses the bands
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_center_crop_matches_the_two_step_timm_transform(interpolation):
+    # timm/torchvision eval: resize the shorter side to size / crop_pct, then centre-crop size. One resize of the
+    # crop box must give the same pixels up to rounding of the intermediate image.
+    rng = np.random.default_rng(0)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((400, 300),
+                                                                                                    Image.BICUBIC))
+    im, size, crop = Image.fromarray(smooth), 64, 0.95
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
+    short = int(size / crop)  # timm: scale_size = floor(size / crop_pct)
+    resized = im.resize((round(short * 400 / 300), short), resample)
+    left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
+    reference = np.asarray(resized.crop((left, top, left + size, top + size)), np.float32)
+    ours = np.asarray(fit(im, InputSpec(size, size, resize="center_crop", crop_fraction=crop,
+                                        interpolation=interpolation)), np.float32)
+    assert np.abs(ours - reference).mean() < 4.0
+
+
+def test_bicubic_differs_from_bilinear():
+    rng = np.random.default_rng(1)
+    im = Image.fromarray(rng.integers(0, 256, (50, 50, 3), dtype=np.uint8))
+    spec = {"resize": "center_crop", "crop_fraction": 0.9}
+    bilinear = np.asarray(fit(im, InputSpec(37, 37, **spec)), np.int16)
+    bicubic = np.asarray(fit(im, InputSpec(37, 37, interpolation="bicubic", **spec)), np.int16)
+    assert np.abs(bicubic - bilinear).max() > 5
