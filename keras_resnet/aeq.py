@@ -26,6 +26,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -74,9 +75,11 @@ def require():
 
 @contextlib.contextmanager
 def _quietly():
-    """ai-edge-quantizer prints tqdm progress bars and a size report: keep the command's output to ours."""
+    """ai-edge-quantizer prints tqdm progress bars and a size report: keep the command's output to ours. Its
+    calibration and validation keep every tensor on purpose, which LiteRT warns about each time."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            console.native_output_silenced():
+            console.native_output_silenced(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
         yield
 
 
@@ -171,16 +174,29 @@ def select(ops: list[Op], patterns: tuple[str, ...] | None, flag: str) -> list[O
 # ---- quantizing -----------------------------------------------------------------------------------------------
 
 
-def _quantizer(aeq, float_content: bytes, recipe: str, int16: list[Op], floating: list[Op]):
+def io_type(spec: ConvertSpec) -> str:
+    """The aeq model's input/output type: static_wi8_ai8 keeps ai-edge-quantizer's int8 I/O unless told otherwise;
+    static_wi8_ai16 would have int16 I/O, which resnet-edge (like most device code) does not feed, so it gets
+    float32 I/O; dynamic and weight-only models have float activations anyway."""
+    recipe = spec.aeq_recipe or AEQ_RECIPES[0]
+    return spec.io_type or ("int8" if recipe == "static_wi8_ai8" else "float32")
+
+
+def _quantizer(aeq, float_content: bytes, recipe: str, int16: list[Op], floating: list[Op], float_io: bool):
     """A ``Quantizer`` with ``recipe`` for every op, int16 activations for ``int16`` and none for ``floating``
-    (later recipe entries win in ai-edge-quantizer, so float beats int16 beats the recipe)."""
+    (later recipe entries win in ai-edge-quantizer, so float beats int16 beats the recipe); ``float_io``: the
+    model's input and output stay float32 (a QUANTIZE after the input, a DEQUANTIZE before the output)."""
     qtyping = aeq["qtyping"]
-    every = qtyping.TFLOperationName.ALL_SUPPORTED
+    names = qtyping.TFLOperationName
+    no_quantize = aeq["quantizer"].AlgorithmName.NO_QUANTIZE
     q = aeq["quantizer"].Quantizer(bytearray(float_content), getattr(aeq["recipe"], RECIPES[recipe])())
     for op in int16:
-        q.add_static_config(op.regex, every, activation_num_bits=16, weight_num_bits=8)
+        q.add_static_config(op.regex, names.ALL_SUPPORTED, activation_num_bits=16, weight_num_bits=8)
     for op in floating:
-        q.update_quantization_recipe(op.regex, every, algorithm_key=aeq["quantizer"].AlgorithmName.NO_QUANTIZE)
+        q.update_quantization_recipe(op.regex, names.ALL_SUPPORTED, algorithm_key=no_quantize)
+    if float_io:
+        for boundary in (names.INPUT, names.OUTPUT):
+            q.update_quantization_recipe(".*", boundary, algorithm_key=no_quantize)
     return q
 
 
@@ -233,12 +249,13 @@ def _tensor_types(aeq, content: bytes) -> dict[str, str]:
     return {fb.get_tensor_name(t): names.get(t.type, "?") for t in graph.tensors}
 
 
-def diagnose(aeq, quantizer, quantized: bytes, ops: list[Op], signature, images: np.ndarray,
+def diagnose(aeq, float_content: bytes, quantized: bytes, ops: list[Op], signature, images: np.ndarray,
              threads: int) -> list[dict]:
     """MSE and SNR against float of every conv, Add and dense op's output, from ai-edge-quantizer's validation
     on ``images`` (model-ready), worst SNR first. SNR is signal power / error power, averaged over the images by
     ai-edge-quantizer, here in dB; ``activations`` is the quantized output tensor's type."""
     metric = aeq["validation"].ValidationErrorMetric
+    quantizer = aeq["quantizer"].Quantizer(bytearray(float_content), previous_quantized_model=bytearray(quantized))
     with _quietly():
         result = quantizer.validate(_dataset(signature, images), error_metrics=[metric.MSE, metric.SNR],
                                     num_threads=threads)
@@ -353,7 +370,8 @@ def search(aeq, float_content: bytes, ops: list[Op], ranking: list[dict], ranges
     moves += [("float", op) for op in order if op not in floating]
     steps: list[Step] = []
     while True:
-        content = quantize(_quantizer(aeq, float_content, "static_wi8_ai8", int16, floating), ranges)
+        content = quantize(_quantizer(aeq, float_content, "static_wi8_ai8", int16, floating,
+                                      io_type(spec) == "float32"), ranges)
         promoted = len(int16) + len(floating)
         name = "aeq all int8" if not promoted else f"aeq +{len(int16)} int16 +{len(floating)} float"
         step, content = _step(name, "aeq", content, job, spec, workdir, int16, floating, budget)
@@ -435,7 +453,8 @@ def convert_aeq(model_or_path, output: str, spec: ConvertSpec, *, force: bool = 
     int16 = select(ops, spec.int16, "--int16")
     floating = select(ops, spec.keep_float, "--keep-float")
     int16 = [op for op in int16 if op not in floating]
-    quantizer = _quantizer(aeq, float_content, recipe, int16, floating)
+    float_io = io_type(spec) == "float32"
+    quantizer = _quantizer(aeq, float_content, recipe, int16, floating, float_io)
     ranges = calibrate(aeq, quantizer, signature, job.calibration, spec.threads)
     content = quantize(quantizer, ranges)
     seconds = time.perf_counter() - start
@@ -443,7 +462,7 @@ def convert_aeq(model_or_path, output: str, spec: ConvertSpec, *, force: bool = 
     images = job.prepared[:DIAGNOSTIC_IMAGES]
     rows: list[dict] = []
     if report_dir is not None or search_on:
-        rows = diagnose(aeq, quantizer, content, ops, signature, images, spec.threads)
+        rows = diagnose(aeq, float_content, content, ops, signature, images, spec.threads)
     steps: list[Step] = []
     if search_on:
         with tempfile.TemporaryDirectory(prefix=runlock.temporary_prefix("convert"), dir=job.folder) as workdir:
@@ -452,8 +471,7 @@ def convert_aeq(model_or_path, output: str, spec: ConvertSpec, *, force: bool = 
                                                      int16, floating)
             steps += found
         if len(found) > 1:  # the diagnostics describe the chosen mix
-            chosen = _quantizer(aeq, float_content, recipe, int16, floating)
-            rows = diagnose(aeq, chosen, content, ops, signature, images, spec.threads)
+            rows = diagnose(aeq, float_content, content, ops, signature, images, spec.threads)
 
     name = recipe if not (int16 or floating) else f"{recipe} mixed"
     content = embed_metadata(content, job.metadata(spec, f"aeq:{name}"))

@@ -317,8 +317,8 @@ class ConvertSpec:
                                    choices=MODES)
     target: str = opt("cpu", "cpu, gpu (float16 + GPU delegate report) or edgetpu (full int8, batch 1, integer "
                              "ops only)", choices=TARGETS)
-    io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu)",
-                              choices=IO_TYPES)
+    io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu; with "
+                                    "--quantizer aeq: int8 for static_wi8_ai8, else float32)", choices=IO_TYPES)
     calibration_data: str | None = opt(None, "images for int8 PTQ ranges: a dataset name, an .npz with x, or "
                                              "'random' (latency-only work)")
     calibration_samples: int = opt(200, "calibration images", parse=_positive_int)
@@ -393,8 +393,11 @@ class ConvertSpec:
         if self.quantization is not None:
             raise ConfigError("--quantizer aeq quantizes the float32 conversion itself: drop --quantize "
                               "(choose with --recipe)")
-        if self.target != "cpu" or self.io_type is not None:
-            raise ConfigError("--quantizer aeq makes cpu models with the recipe's own I/O: drop --target/--io-type")
+        if self.target != "cpu":
+            raise ConfigError(f"--quantizer aeq makes cpu models: drop --target {self.target}")
+        if self.io_type not in (None, "float32", "int8") or (self.io_type == "int8" and recipe != "static_wi8_ai8"):
+            raise ConfigError(f"--quantizer aeq: --io-type {self.io_type} needs --recipe static_wi8_ai8 (int8 I/O) "
+                              f"or is not supported; float32 I/O works with every recipe")
         for name in ("int16", "keep_float"):
             values = getattr(self, name)
             if values is not None and (isinstance(values, str) or not all(isinstance(v, str) and v

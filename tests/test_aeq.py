@@ -41,6 +41,8 @@ def test_bad_recipe_and_option_mixes_are_one_error_line(tmp_path, capsys):
         (["--int16", "stem", "--diagnostics", "d"], "--int16, --diagnostics need --quantizer aeq"),
         (["--quantizer", "aeq", "--quantize", "int8"], "drop --quantize"),
         (["--quantizer", "aeq", "--target", "edgetpu"], "drop --target"),
+        (["--quantizer", "aeq", "--io-type", "uint8"], "--io-type uint8"),
+        (["--quantizer", "aeq", "--recipe", "dynamic_wi8", "--io-type", "int8"], "--io-type int8"),
         (["--quantizer", "aeq", "--recipe", "dynamic_wi8", "--int16", "stem"], "--int16 needs a static recipe"),
         (["--quantizer", "aeq", "--recipe", "static_wi8_ai16", "--max-accuracy-drop", "1"], "needs --recipe "
                                                                                            "static_wi8_ai8"),
@@ -111,15 +113,19 @@ def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
 
 
 @slow
-@pytest.mark.parametrize("recipe", ["static_wi8_ai16", "dynamic_wi8", "weight_only_wi8"])
-def test_other_recipes(digits_model, tmp_path, recipe):
+@pytest.mark.parametrize("recipe,io_type", [("static_wi8_ai16", None), ("dynamic_wi8", None),
+                                            ("weight_only_wi8", None), ("static_wi8_ai8", "float32")])
+def test_other_recipes_and_float_io(digits_model, tmp_path, recipe, io_type):
     from keras_resnet import convert as C
 
     report = C.convert(digits_model, str(tmp_path / f"{recipe}.tflite"), quantizer="aeq", aeq_recipe=recipe,
-                       calibration_data="digits", calibration_samples=32, validation_data="digits",
+                       io_type=io_type, calibration_data="digits", calibration_samples=32, validation_data="digits",
                        validation_samples=64)
     assert report.recipe == recipe and report.agreement >= 0.95 and report.size_ratio < 0.6
-    assert report.io_type == ("int16" if recipe == "static_wi8_ai16" else "float32")
+    assert report.io_type == "float32"  # resnet-edge feeds no int16 input: ai16 models keep float32 I/O
+    if recipe.startswith("static"):  # integer inside, QUANTIZE/DEQUANTIZE at the float boundaries
+        assert report.ops["QUANTIZE"] >= 1 and report.ops["DEQUANTIZE"] >= 1
+        assert set(report.float_ops) <= {f"{op}#{i}" for op in ("QUANTIZE", "DEQUANTIZE") for i in range(60)}
 
 
 @slow
@@ -178,7 +184,7 @@ def test_selective_precision_and_search(digits_model, tmp_path, capsys, monkeypa
     acts = {row["layer"]: row["activations"] for row in layers}  # the diagnostics describe the chosen mix
     assert [acts[name] for name in saved["int16_layers"]] == ["int16"] * 3
     table = printed.split("mixed-precision search")[1].splitlines()
-    assert len(table) >= 8 and "converter int8" in table[3] and table[-1].rstrip().endswith("within")
+    assert "converter int8" in table[3] and table[7].rstrip().endswith("within") and table[8].startswith("diag")
     assert "2 threads" in table[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diag", "mixed.tflite", "search.tflite"]
 
