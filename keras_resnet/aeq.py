@@ -43,7 +43,7 @@ from keras_resnet.convert import (
     prepare_job,
     write_validated,
 )
-from keras_resnet.errors import ConfigError, ModelFileError, ValidationError
+from keras_resnet.errors import ConfigError, ModelFileError, OutputError, OutputExistsError, ValidationError
 from keras_resnet.files import atomic_write, save_figure
 from keras_resnet.metadata import embed_metadata
 from keras_resnet.options import AEQ_RECIPES, ConvertSpec
@@ -436,10 +436,10 @@ def convert_aeq(model_or_path, output: str, spec: ConvertSpec, *, force: bool = 
     report_dir = spec.diagnostics
     if report_dir is not None:
         if os.path.exists(report_dir) and not os.path.isdir(report_dir):
-            raise ConfigError(f"--diagnostics {report_dir} is a file; give a folder")
+            raise OutputError(f"--diagnostics {report_dir} is a file; give a folder")
         for name in ("diagnostics.json", "diagnostics.png"):
             if os.path.exists(os.path.join(report_dir, name)) and not force:
-                raise ConfigError(f"{os.path.join(report_dir, name)} exists; pass --force to overwrite it")
+                raise OutputExistsError(f"{os.path.join(report_dir, name)} exists; pass --force to overwrite it")
     job = prepare_job(model_or_path, output, spec, force=force, unsafe=unsafe,
                       calibrate=lambda qat: _refuse_qat(qat) or static or search_on)
     if search_on and job.y_val is None:
@@ -517,7 +517,7 @@ def write_diagnostics(report: AEQReport, folder: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"cannot create --diagnostics folder {folder}: {error.strerror}") from error
+        raise OutputError(f"cannot create --diagnostics folder {folder}: {error.strerror}") from error
     payload = {"model": report.output, "recipe": report.recipe, "quantization": report.quantization,
                "int16_layers": report.int16_layers, "float_layers": report.float_layers,
                "diagnostic_images": report.diagnostic_images, "validation": report.validation,
