@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -50,6 +51,7 @@ from keras_resnet.quantize import check_images, is_qat_model
 # 97-100% on digits/ResNet-20 held-out images, 1 flip in 100 is one borderline image), so 0.95 catches real
 # breakage (a wrong range, a float op gone wrong: agreement drops to chance) without failing on honest rounding.
 MIN_AGREEMENT = {"float32": 0.99, "float16": 0.99, "dynamic": 0.95, "int8": 0.95}
+LATENCY_RUNS = 20  # timed batch-1 runs behind each latency figure (the median is reported)
 PRODUCER = f"keras_resnet {__version__}"
 _INTEGER_TENSORS = {"INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64", "BOOL", "INT4", "UINT4",
                     "INT2"}
@@ -375,16 +377,38 @@ def _float_bytes(model) -> int:
 # ---- the whole job ---------------------------------------------------------------------------------------
 
 
-def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, force: bool = False,
-            unsafe: bool = False, **fields) -> Report:
-    """Convert, embed metadata, validate in resnet-edge and write ``output`` atomically; returns the :class:`Report`.
+@dataclass
+class Job:
+    """What a conversion works from, shared by the converter path and :mod:`keras_resnet.aeq`: the model, its
+    calibration images (model-ready) and validation images (pixels, model-ready, labels), labels and pixel
+    normalisation for the metadata, and the output's folder."""
 
-    ``spec`` (or its fields as keywords, e.g. ``quantization="int8", calibration_data="digits"``) says what to
-    produce. Raises a :class:`~keras_resnet.errors.Error` (nothing written) for bad arguments, files or data, and
-    :class:`~keras_resnet.errors.ValidationError` when the top-1 agreement of the finished file with the Keras
-    model on the validation images falls below ``min_agreement``.
-    """
-    spec = dataclasses.replace(spec or ConvertSpec(), **fields)
+    model: object
+    path: str | None
+    folder: str
+    qat: bool
+    mean: list[float]
+    std: list[float]
+    calibration: np.ndarray | None
+    x_val: np.ndarray
+    y_val: np.ndarray | None
+    prepared: np.ndarray
+    source: str
+    labels: list[str] | None
+
+    def policy(self, spec: ConvertSpec) -> dict:
+        """The runner's resize policy: the flags, else the imported source's record, else the defaults."""
+        return resize_policy(spec, read_preprocessing(self.path) if self.path is not None else None)
+
+    def metadata(self, spec: ConvertSpec, quantization: str) -> dict:
+        return build_metadata(self.model, spec.name or _model_name(self.path, self.model), quantization,
+                              self.labels, mean=self.mean, std=self.std, **self.policy(spec))
+
+
+def prepare_job(model_or_path, output: str, spec: ConvertSpec, *, force: bool, unsafe: bool,
+                calibrate: Callable[[bool], bool]) -> Job:
+    """Check the output, load the model and read the calibration (when ``calibrate(qat)``) and validation images,
+    preprocessed as the device runner does."""
     if not str(output).endswith(".tflite"):
         raise ConfigError(f"output {output} must end in .tflite")
     folder = check_output(output, force=force)
@@ -392,8 +416,6 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
     path = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None
     model = load_model(path, unsafe=unsafe) if path is not None else model_or_path
     qat = _is_qat(model)
-    quantization, io_type, batch = _resolve_target(spec, qat)
-    threshold = MIN_AGREEMENT[quantization] if spec.min_agreement is None else spec.min_agreement
 
     shape = tuple(int(d) for d in _input_spec(model, None).shape[1:])
     channels = shape[-1]
@@ -407,7 +429,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
 
     calibration = None
-    if quantization == "int8" and not qat:
+    if calibrate(qat):
         if spec.calibration_data is None:
             raise ConfigError("int8 post-training quantization needs --calibration-data DATASET (or 'random' for "
                               "latency-only work); a QAT model needs none")
@@ -422,36 +444,83 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         from keras_resnet import data
 
         labels = list(data.info(spec.dataset, spec.data_dir).labels)
+    return Job(model=model, path=None if path is None else os.fspath(path), folder=folder, qat=qat, mean=mean,
+               std=std, calibration=calibration, x_val=x_val, y_val=y_val, prepared=prepared, source=source,
+               labels=None if labels is None else list(labels))
+
+
+def measure(path: str, job: Job, threads: int) -> tuple[dict, float]:
+    """(:func:`compare` of the ``.tflite`` at ``path`` in resnet-edge with the Keras model on the validation images,
+    median batch-1 latency in ms over :data:`LATENCY_RUNS` runs)."""
+    runner = _runner(path, threads, safe=False)  # our own converter's output: no child-process guard
+    try:
+        result = compare(runner, job.model, job.x_val, job.prepared, job.y_val)
+        latency = runner.benchmark(runs=LATENCY_RUNS, warmup=3, batch=1)["median_ms"]
+    finally:
+        del runner
+    return result, latency
+
+
+def write_validated(content: bytes, output: str, job: Job, threshold: float, *, threads: int,
+                    force: bool) -> tuple[dict, float]:
+    """Write ``content`` to ``output`` atomically after :func:`measure` accepts it (top-1 agreement with the Keras
+    model at least ``threshold``); ValidationError, nothing written, otherwise."""
+    with atomic_path(output, force=force) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
+        result, latency = measure(tmp, job, threads)
+        if result["agreement"] < threshold:
+            raise ValidationError(f"top-1 agreement with the Keras model is {result['agreement']:.4f} on "
+                                  f"{len(job.x_val)} {job.source} images, below --min-agreement {threshold}; "
+                                  f"nothing written")
+    return result, latency
+
+
+def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, force: bool = False,
+            unsafe: bool = False, **fields) -> Report:
+    """Convert, embed metadata, validate in resnet-edge and write ``output`` atomically; returns the :class:`Report`.
+
+    ``spec`` (or its fields as keywords, e.g. ``quantization="int8", calibration_data="digits"``) says what to
+    produce. Raises a :class:`~keras_resnet.errors.Error` (nothing written) for bad arguments, files or data, and
+    :class:`~keras_resnet.errors.ValidationError` when the top-1 agreement of the finished file with the Keras
+    model on the validation images falls below ``min_agreement``. ``quantizer="aeq"`` hands the job to
+    :func:`keras_resnet.aeq.convert_aeq` (ai-edge-quantizer).
+    """
+    spec = dataclasses.replace(spec or ConvertSpec(), **fields)
+    if spec.quantizer == "aeq":
+        from keras_resnet.aeq import convert_aeq
+
+        return convert_aeq(model_or_path, output, spec, force=force, unsafe=unsafe)
+    resolved: dict[str, tuple[str, str, int | None]] = {}
+
+    def calibrate(qat: bool) -> bool:
+        resolved["target"] = _resolve_target(spec, qat)
+        return resolved["target"][0] == "int8" and not qat
+
+    job = prepare_job(model_or_path, output, spec, force=force, unsafe=unsafe, calibrate=calibrate)
+    model = job.model
+    quantization, io_type, batch = resolved["target"]
+    threshold = MIN_AGREEMENT[quantization] if spec.min_agreement is None else spec.min_agreement
 
     start = time.perf_counter()
-    content = convert_model(model, quantization=quantization, io_type=io_type, batch=batch, calibration=calibration,
-                            temp_dir=folder)  # next to the output, not in a /tmp that may be small or shared
+    content = convert_model(model, quantization=quantization, io_type=io_type, batch=batch,
+                            calibration=job.calibration,
+                            temp_dir=job.folder)  # next to the output, not in a /tmp that may be small or shared
     seconds = time.perf_counter() - start
     counts, floating = op_summary(content)
     if spec.target == "edgetpu" and floating:
         raise ValidationError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
                               f"({', '.join(floating[:8])}); nothing written")
     gpu = gpu_report(content) if spec.target == "gpu" else []
-    policy = resize_policy(spec, read_preprocessing(path) if path is not None else None)
-    meta = build_metadata(model, spec.name or _model_name(path, model), quantization, labels, mean=mean, std=std,
-                          **policy)
-    content = embed_metadata(content, meta)
+    policy = job.policy(spec)
+    content = embed_metadata(content, job.metadata(spec, quantization))
     contract = edgetpu_gate(content) if spec.target == "edgetpu" else []
 
-    with atomic_path(output, force=force) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(content)
-        runner = _runner(tmp, spec.threads, safe=False)  # our own converter's output: no child-process guard
-        result = compare(runner, model, x_val, prepared, y_val)
-        latency = runner.benchmark(runs=20, warmup=3, batch=1)["median_ms"]
-        del runner
-        if result["agreement"] < threshold:
-            raise ValidationError(f"top-1 agreement with the Keras model is {result['agreement']:.4f} on "
-                                  f"{len(x_val)} {source} images, below --min-agreement {threshold}; nothing written")
+    result, latency = write_validated(content, output, job, threshold, threads=spec.threads, force=force)
     float_bytes = _float_bytes(model)
     return Report(output=os.fspath(output), quantization=quantization, target=spec.target, io_type=io_type,
                   size_bytes=len(content), float_bytes=float_bytes, size_ratio=len(content) / max(1, float_bytes),
-                  samples=len(x_val), validation=source, **result, latency_ms=latency, threads=spec.threads,
+                  samples=len(job.x_val), validation=job.source, **result, latency_ms=latency, threads=spec.threads,
                   convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts, metadata=True,
                   contract=contract, resize=policy_text(policy))
 

@@ -31,8 +31,20 @@ def embed_metadata(tflite_bytes: bytes, meta: dict, name: str = NAME) -> bytes:
     payload = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     model.buffers = model.buffers or []
-    if any((b.offset or 0) > 1 for b in model.buffers):
-        raise ModelFileError("models with buffers outside the flatbuffer (> 2 GB) are not supported")
+    external = [b for b in model.buffers if (b.offset or 0) > 1]
+    if external:
+        # Buffers stored after the flatbuffer (offset/size): ai-edge-quantizer writes its output so once the
+        # weights pass 256 KiB. Re-packing would drop that tail, so the data moves inside, where it fits (< 2 GB).
+        if len(data) + len(payload) >= 2**31 - 2**20:
+            raise ModelFileError("models with buffers outside the flatbuffer (> 2 GB) are not supported")
+        import numpy as np
+
+        for buffer in external:
+            end = buffer.offset + buffer.size
+            if end > len(data):
+                raise ModelFileError(f"a buffer ends at byte {end}, past the end of the model ({len(data)} bytes)")
+            buffer.data = np.frombuffer(data, np.uint8, buffer.size, buffer.offset)
+            buffer.offset = buffer.size = 0
     entries = model.metadata or []
     entry = next((m for m in entries if (m.name or b"").decode("utf-8", "replace") == name), None)
     buffer = schema.BufferT()

@@ -35,6 +35,10 @@ SPLITS = ("train", "val", "test")
 RESIZE = ("stretch", "center_crop")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # resnet-edge's resize filters (resnet_edge.preprocess)
 LOSSES = ("ce", "bce")
+QUANTIZERS = ("tflite", "aeq")
+# ai-edge-quantizer recipes (keras_resnet.aeq): int8 weights with int8 or int16 activations (static, calibrated),
+# int8 weights with activations quantized at run time (dynamic), or int8 weights dequantized to float (weight-only).
+AEQ_RECIPES = ("static_wi8_ai8", "static_wi8_ai16", "dynamic_wi8", "weight_only_wi8")
 # --recipe presets: fields they set when left at their defaults. "modern": the ingredients of timm's "ResNet strikes
 # back" A3 and torchvision's v2 recipe, kept with SGD (see docs/training.md, "Modern recipe options").
 PRESETS: dict[str, dict[str, Any]] = {
@@ -93,6 +97,14 @@ def _finite(text: str) -> float:
 def floats(text: str) -> tuple[float, ...]:
     """``"1,2.5,3"`` → ``(1.0, 2.5, 3.0)`` (finite values only)."""
     return tuple(_finite(v) for v in text.split(","))
+
+
+def patterns(text: str) -> tuple[str, ...]:
+    """``"stem,conv4_.*_2_conv"`` → ``("stem", "conv4_.*_2_conv")`` (comma-separated, none empty)."""
+    values = tuple(v.strip() for v in text.split(","))
+    if not all(values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer-name patterns; got {text!r}")
+    return values
 
 
 def key_value(text: str) -> tuple[str, Any]:
@@ -313,8 +325,8 @@ class ConvertSpec:
                                    choices=MODES)
     target: str = opt("cpu", "cpu, gpu (float16 + GPU delegate report) or edgetpu (full int8, batch 1, integer "
                              "ops only)", choices=TARGETS)
-    io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu)",
-                              choices=IO_TYPES)
+    io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu; with "
+                                    "--quantizer aeq: int8 for static_wi8_ai8, else float32)", choices=IO_TYPES)
     calibration_data: str | None = opt(None, "images for int8 PTQ ranges: a dataset name, an .npz with x, or "
                                              "'random' (latency-only work)")
     calibration_samples: int = opt(200, "calibration images", parse=_positive_int)
@@ -339,10 +351,34 @@ class ConvertSpec:
                                           "interpolation, else bilinear)", choices=INTERPOLATIONS)
     threads: int = opt(2, "interpreter threads for validation and the latency figure", parse=_positive_int)
     name: str | None = opt(None, "the model name in the metadata (default: the file name)")
+    # ai-edge-quantizer (keras_resnet.aeq, docs/conversion.md "ai-edge-quantizer"); every option below needs it.
+    quantizer: str = opt("tflite", "tflite: the TFLite converter quantizes (--quantize); aeq: convert to float32, "
+                                   "then quantize with ai-edge-quantizer (--recipe; pip install "
+                                   "'keras-resnets[aeq]')", choices=QUANTIZERS)
+    aeq_recipe: str | None = opt(None, "--quantizer aeq recipe: static_wi8_ai8 (default), static_wi8_ai16 (both "
+                                       "calibrated on --calibration-data), dynamic_wi8 or weight_only_wi8",
+                                 flag="--recipe", choices=AEQ_RECIPES)
+    int16: tuple[str, ...] | None = opt(None, "aeq static recipes: give these ops int16 activations (int8 weights); "
+                                              "comma-separated regexes searched in the Keras layer names, plus "
+                                              "'stem' (the first conv) and 'classifier' (the last dense layer)",
+                                        metavar="PATTERNS", parse=patterns)
+    keep_float: tuple[str, ...] | None = opt(None, "aeq: leave these ops in float32 (patterns as for --int16; "
+                                                   "--keep-float wins where both match)",
+                                             metavar="PATTERNS", parse=patterns)
+    max_accuracy_drop: float | None = opt(None, "aeq static_wi8_ai8: search greedily for a mix within this many "
+                                                "accuracy points of the Keras model on --validation-data: from all "
+                                                "int8, promote conv/Add/dense ops to int16 activations, worst SNR "
+                                                "first (then to float), and print size, latency and accuracy of "
+                                                "each step beside the converter's int8", parse=_finite)
+    diagnostics: str | None = opt(None, "aeq: print per-layer SNR/MSE against float (every conv, Add and dense "
+                                        "op, worst first) and write diagnostics.json and diagnostics.png to this "
+                                        "folder (created if missing)", metavar="DIR")
 
     def __post_init__(self) -> None:
         if self.quantization is not None:
             check_choice("quantization", self.quantization, MODES)
+        check_choice("quantizer", self.quantizer, QUANTIZERS)
+        self._check_aeq()
         check_choice("target", self.target, TARGETS)
         if self.io_type is not None:
             check_choice("I/O type", self.io_type, IO_TYPES)
@@ -361,6 +397,41 @@ class ConvertSpec:
                 _check_finite("convert", **{f"{name}[{i}]": v for i, v in enumerate(values)})
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ConfigError(f"--std values must be > 0; got {list(self.std)}")
+
+    def _check_aeq(self) -> None:
+        aeq_only = {"--recipe": self.aeq_recipe, "--int16": self.int16, "--keep-float": self.keep_float,
+                    "--max-accuracy-drop": self.max_accuracy_drop, "--diagnostics": self.diagnostics}
+        if self.quantizer != "aeq":
+            given = [flag for flag, value in aeq_only.items() if value is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --quantizer aeq")
+            return
+        if self.aeq_recipe is not None:
+            check_choice("aeq recipe", self.aeq_recipe, AEQ_RECIPES)
+        recipe = self.aeq_recipe or AEQ_RECIPES[0]
+        if self.quantization is not None:
+            raise ConfigError("--quantizer aeq quantizes the float32 conversion itself: drop --quantize "
+                              "(choose with --recipe)")
+        if self.target != "cpu":
+            raise ConfigError(f"--quantizer aeq makes cpu models: drop --target {self.target}")
+        if self.io_type not in (None, "float32", "int8") or (self.io_type == "int8" and recipe != "static_wi8_ai8"):
+            raise ConfigError(f"--quantizer aeq: --io-type {self.io_type} needs --recipe static_wi8_ai8 (int8 I/O) "
+                              f"or is not supported; float32 I/O works with every recipe")
+        for name in ("int16", "keep_float"):
+            values = getattr(self, name)
+            if values is not None and (isinstance(values, str) or not all(isinstance(v, str) and v
+                                                                            for v in values)):
+                raise ConfigError(f"{name.replace('_', ' ')}: expected a sequence of layer-name patterns; "
+                                  f"got {values!r}")
+        if self.int16 is not None and not recipe.startswith("static"):
+            raise ConfigError(f"--int16 needs a static recipe (static_wi8_ai8); {recipe} has float activations")
+        if self.max_accuracy_drop is not None:
+            _check_finite("convert", max_accuracy_drop=self.max_accuracy_drop)
+            if self.max_accuracy_drop < 0:
+                raise ConfigError(f"--max-accuracy-drop is in accuracy points, >= 0; got {self.max_accuracy_drop}")
+            if recipe != "static_wi8_ai8":
+                raise ConfigError(f"--max-accuracy-drop searches from all int8: it needs --recipe static_wi8_ai8 "
+                                  f"(got {recipe})")
 
 
 @dataclass

@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"build", "models"},
     {"data", "augment"},
     {"train"},
-    {"model_io", "quantize", "qat", "metadata", "convert", "evaluate", "hub"},
+    {"model_io", "quantize", "qat", "metadata", "convert", "aeq", "evaluate", "hub"},
     {"demo", "cli"},
 ]
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
