@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from keras_resnet import console
 from keras_resnet.errors import Error
 from keras_resnet.options import (
+    DEFAULT_QAT_ENGINE,
     SHARED,
     CheckSpec,
     ConvertSpec,
@@ -143,8 +144,9 @@ COMMANDS: dict[str, Command] = {
     "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
                    "keras_resnet.qat:qat_command", specs=(QATSpec,),
                    description="Quantization-aware fine-tuning: quantize a trained .keras model with tfmot's 8-bit "
-                               "scheme (on a tf_keras twin; --engine tfmot, the default, saves .h5) or natively in "
-                               "Keras 3 (--engine keras, any backend, saves .keras), fine-tune it and save it."),
+                               "scheme (on a tf_keras twin; --engine tfmot saves .h5) or natively in Keras 3 "
+                               "(--engine keras, any backend, saves .keras), fine-tune it and save it. Default "
+                               f"engine: {DEFAULT_QAT_ENGINE} (also for `train --qat-epochs`)."),
     "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
                        "keras_resnet.convert:convert_command", specs=(ConvertSpec,),
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
@@ -230,8 +232,9 @@ def check_command(args: argparse.Namespace) -> int:
 
 def train_command(args: argparse.Namespace) -> int:
     """``keras-resnet train``: the arguments are :class:`~keras_resnet.options.Recipe` and ``TrainRun`` fields;
-    ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras into OUTPUT/qat.h5 (kept on a rerun)."""
-    from keras_resnet import quantize, train
+    ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras with ``--qat-engine`` into OUTPUT/qat.h5 (tfmot) or
+    OUTPUT/qat.keras (keras), kept on a rerun."""
+    from keras_resnet import train
 
     recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
     init_model = preprocessing = None
@@ -255,19 +258,25 @@ def train_command(args: argparse.Namespace) -> int:
             atomic_write(preprocessing_path(os.path.join(output, name)), json.dumps(preprocessing, indent=1) + "\n",
                          force=True)
     if run.qat_epochs:
-        path = os.path.join(output, "qat.h5")
+        if run.qat_engine == "keras":
+            from keras_resnet.qat import qat_fine_tune
+        else:
+            from keras_resnet.quantize import qat_fine_tune
+        path = os.path.join(output, "qat.keras" if run.qat_engine == "keras" else "qat.h5")
         if os.path.exists(path):
             print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
-            summary["qat"] = {"path": path}
+            summary["qat"] = {"path": path, "engine": run.qat_engine}
         else:
-            print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs", flush=True)
-            spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs)
-            result = quantize.qat_fine_tune(os.path.join(output, "best.keras"), spec, path,
-                                            verbose=2 if run.verbose else 0)
+            print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs "
+                  f"({run.qat_engine} engine)", flush=True)
+            spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs,
+                           engine=run.qat_engine)
+            result = qat_fine_tune(os.path.join(output, "best.keras"), spec, path, verbose=2 if run.verbose else 0)
             print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}",
                   flush=True)
-            summary["qat"] = {"path": path, "accuracy": result.accuracy, "float_accuracy": result.float_accuracy,
-                              "epochs": result.epochs, "seconds": round(result.seconds, 1)}
+            summary["qat"] = {"path": path, "engine": run.qat_engine, "accuracy": result.accuracy,
+                              "float_accuracy": result.float_accuracy, "epochs": result.epochs,
+                              "seconds": round(result.seconds, 1)}
     if run.json:
         print(console.json_line(summary), flush=True)
     return 0

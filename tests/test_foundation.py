@@ -279,7 +279,7 @@ def test_convert_and_recipe_flags_by_name():
     for name in ("--model", "--dataset", "--data-dir", "--image-size", "--epochs", "--batch-size", "--lr", "--momentum",
                  "--weight-decay", "--schedule", "--warmup-epochs", "--warmup-factor", "--label-smoothing",
                  "--mixed-precision", "--no-augment", "--seed", "--limit", "--option", "--output", "--strategy",
-                 "--qat-epochs", "--verbose", "--json"):
+                 "--qat-epochs", "--qat-engine", "--verbose", "--json"):
         assert name in train, name
 
 

@@ -133,6 +133,36 @@ def test_cli_trains_with_progress_and_summary(tmp_path):
         summary["metrics"]["test_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
+def test_cli_qat_epochs_with_the_native_engine(tmp_path):
+    import keras
+
+    import keras_resnet  # noqa: F401 - registers the QAT layers for loading
+
+    out = tmp_path / "native"
+    result = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "keras", "--output", str(out),
+                 "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["qat"]["engine"] == "keras" and summary["qat"]["path"] == str(out / "qat.keras")
+    assert 0 <= summary["qat"]["accuracy"] <= 1 and not (out / "qat.h5").exists()
+    model = keras.saving.load_model(out / "qat.keras")  # safe mode: an ordinary registered Keras 3 model
+    assert any(type(layer).__module__ == "keras_resnet.qat" for layer in model.layers)
+    again = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "keras", "--output", str(out))
+    assert again.returncode == 0 and f"QAT: keeping {out / 'qat.keras'}" in again.stdout
+
+
+def test_train_and_qat_share_one_default_engine():
+    from keras_resnet import cli
+    from keras_resnet.options import DEFAULT_QAT_ENGINE, QAT_ENGINES
+
+    assert DEFAULT_QAT_ENGINE in QAT_ENGINES
+    assert cli.parser_for("train").parse_args([]).qat_engine == DEFAULT_QAT_ENGINE
+    assert cli.parser_for("qat").parse_args(["m.keras", "--dataset", "digits", "-o", "q"]).engine == DEFAULT_QAT_ENGINE
+    result = run("train", "--qat-engine", "onnx")
+    assert result.returncode != 0 and "--qat-engine: invalid choice: 'onnx'" in result.stderr
+
+
 def test_help_documents_the_recipe():
     result = run("train", "--help")
     assert result.returncode == 0
