@@ -128,10 +128,14 @@ def test_import_finetune_qat_convert_classify(tmp_path, capsys):
 
     # 4. convert for the Edge TPU: full int8, 8-bit I/O, the Edge TPU contract, the crop policy in the metadata
     tflite = tmp_path / "r50.tflite"
+    # --min-agreement 0: a random-weight ResNet-50 after one epoch on 24 images gives near-tied outputs, so top-1
+    # agreement on its few validation images measures ties (CI saw 2 of 3), not the conversion; the agreement gate
+    # is tested on trained models (test_convert.py, test_qat_native.py).
     assert cli.main(["convert", str(qat), "--target", "edgetpu", "--dataset", dataset, "--validation-samples", "6",
-                     "--output", str(tflite), "--json"]) == 0
+                     "--min-agreement", "0", "--output", str(tflite), "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     report = json.loads(lines[-1])
+    assert 0 <= report["agreement"] <= 1 and report["samples"] >= 3, report
     assert report["quantization"] == "int8" and report["io_type"] == "uint8" and report["float_ops"] == []
     assert report["contract"][-1].startswith("passes the edgetpu contract: 0 errors"), report["contract"]
     assert report["resize"] == "center_crop 0.95 bicubic (recorded from timm:resnet50.a1_in1k)"
