@@ -28,7 +28,6 @@ import json
 import os
 import pathlib
 import platform
-import struct
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,8 @@ def _arch(fixture: dict):
 
 def write_random_safetensors(path: pathlib.Path, shapes: dict[str, list[int]], seed: int = 0) -> None:
     """A state dict of ``shapes`` with He-scaled kernels and plausible BatchNorm statistics (as tests/test_story.py)."""
+    from keras_resnet.weights import write_safetensors
+
     rng = np.random.default_rng(seed)
     tensors = {}
     for key, shape in shapes.items():
@@ -83,15 +84,7 @@ def write_random_safetensors(path: pathlib.Path, shapes: dict[str, list[int]], s
         else:
             value = rng.normal(0, np.sqrt(2.0 / int(np.prod(shape[1:]))), shape)
         tensors[key] = value.astype(np.float32)
-    header, offset = {}, 0
-    for name, value in tensors.items():
-        header[name] = {"dtype": "F32", "shape": list(value.shape), "data_offsets": [offset, offset + value.nbytes]}
-        offset += value.nbytes
-    raw = json.dumps(header).encode()
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        for value in tensors.values():
-            f.write(value.tobytes())
+    write_safetensors(path, tensors)
 
 
 def measure(label: str, weights: pathlib.Path, arch, opts, reference: dict | None, args, folder: str) -> dict:

@@ -148,6 +148,22 @@ class _StorageType:
         raise UnsafeModelError(f"the pickle calls torch.{self.name} directly; only tensor storages are allowed")
 
 
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:
+    """Write ``tensors`` as a float32 ``.safetensors`` file (what :func:`read_safetensors` reads; the benchmarks and
+    tests use it for random-weight stand-ins of published checkpoints)."""
+    header, offset, arrays = {}, 0, []
+    for name, value in tensors.items():
+        array = np.ascontiguousarray(value, np.float32)
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+        arrays.append(array)
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for array in arrays:
+            f.write(array.tobytes())
+
+
 class _Storage:
     """One ``data/KEY`` entry of the archive, read once, as a flat numpy array."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import struct
 import zipfile
 
 import numpy as np
@@ -26,21 +25,10 @@ import pytest
 from PIL import Image
 
 from keras_resnet import cli
+from keras_resnet.weights import write_safetensors
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "import"
 CLASSES = ("disc", "stripes", "square")
-
-
-def write_safetensors(path: pathlib.Path, tensors: dict[str, np.ndarray]) -> None:
-    header, offset = {}, 0
-    for name, value in tensors.items():
-        header[name] = {"dtype": "F32", "shape": list(value.shape), "data_offsets": [offset, offset + value.nbytes]}
-        offset += value.nbytes
-    raw = json.dumps(header).encode()
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        for value in tensors.values():
-            f.write(np.ascontiguousarray(value, np.float32).tobytes())
 
 
 def random_state_dict(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, np.ndarray]:
