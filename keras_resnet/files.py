@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-from keras_resnet.errors import OutputError, OutputExistsError
+from keras_resnet.errors import ModelFileError, OutputError, OutputExistsError
 
 
 def check_output(path: str | os.PathLike, *, force: bool) -> str:
@@ -86,3 +86,18 @@ def save_figure(fig, path: str) -> None:
     plots keep working) and nothing needs closing."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
+
+
+def read_json_file(path: str | os.PathLike, *, max_bytes: int, max_depth: int, what: str = "JSON file"):
+    """A JSON file from a stranger: refused (ModelFileError) above ``max_bytes`` before it is read, or nested deeper
+    than ``max_depth``, or not JSON (resnet-edge's ``load_json``: no NaN, no duplicate keys)."""
+    from resnet_edge.metadata import load_json
+
+    path = os.fspath(path)
+    if os.path.getsize(path) > max_bytes:
+        raise ModelFileError(f"{path} is larger than {max_bytes:,} bytes; not a {what}")
+    with open(path, "rb") as f:
+        try:
+            return load_json(f.read(), path, max_depth=max_depth)
+        except ValueError as error:
+            raise ModelFileError(str(error)) from error

@@ -36,6 +36,7 @@ import numpy as np
 
 from keras_resnet.blocks import BN_EPSILON
 from keras_resnet.errors import ConfigError, ModelFileError
+from keras_resnet.files import read_json_file
 from keras_resnet.specs import IMAGENET, Arch, BlockOptions
 from keras_resnet.weights import read_weights
 
@@ -379,20 +380,12 @@ MAX_PRESET_JSON = 1 << 20
 
 
 def _preset_json(folder: str, name: str, required: bool = True) -> dict | None:
-    from resnet_edge.metadata import load_json
-
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
         if required:
             raise ModelFileError(f"{folder} has no {name}: not a keras-hub preset directory")
         return None
-    if os.path.getsize(path) > MAX_PRESET_JSON:
-        raise ModelFileError(f"{path} is larger than {MAX_PRESET_JSON >> 20} MB")
-    with open(path, "rb") as f:
-        try:
-            value = load_json(f.read(), path, max_depth=32)
-        except ValueError as error:
-            raise ModelFileError(str(error)) from error
+    value = read_json_file(path, max_bytes=MAX_PRESET_JSON, max_depth=32, what="keras-hub preset file")
     if not isinstance(value, dict):
         raise ModelFileError(f"{path} is not a JSON object")
     return value

@@ -30,6 +30,7 @@ from resnet_edge.metadata import load_json
 
 from keras_resnet import compat
 from keras_resnet.errors import ModelFileError, UnsafeModelError
+from keras_resnet.files import read_json_file
 
 MODEL_SUFFIXES = (".keras", ".h5")
 _UNSAFE_HINT = "Pass --unsafe (unsafe=True) only if you trust the file"
@@ -490,13 +491,7 @@ def read_preprocessing(model_path: str | os.PathLike) -> dict | None:
     sidecar = preprocessing_path(path)
     if not os.path.isfile(sidecar):
         return None
-    if os.path.getsize(sidecar) > MAX_PREPROCESSING_BYTES:
-        raise ModelFileError(f"{sidecar} is larger than {MAX_PREPROCESSING_BYTES:,} bytes; not a preprocessing record")
-    with open(sidecar, "rb") as f:
-        try:
-            value = load_json(f.read(), sidecar, max_depth=4)
-        except ValueError as error:
-            raise ModelFileError(str(error)) from error
+    value = read_json_file(sidecar, max_bytes=MAX_PREPROCESSING_BYTES, max_depth=4, what="preprocessing record")
     return check_preprocessing(value, sidecar)
 
 

@@ -52,3 +52,22 @@ def test_bad_files_are_one_line_errors(tmp_path, name, content, message):
     with pytest.raises(ModelFileError, match=message) as error:
         load_model(path)
     assert "\n" not in str(error.value)
+
+
+def test_read_json_file_refuses_big_deep_and_broken_files(tmp_path):
+    from keras_resnet.errors import ModelFileError
+    from keras_resnet.files import read_json_file
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json_file(good, max_bytes=100, max_depth=4) == {"a": [1, 2]}
+    with pytest.raises(ModelFileError, match="larger than 10 bytes; not a preset"):
+        read_json_file(good, max_bytes=10, max_depth=4, what="preset")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 50 + "]" * 50)
+    with pytest.raises(ModelFileError):
+        read_json_file(deep, max_bytes=1000, max_depth=4)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": NaN}')
+    with pytest.raises(ModelFileError):
+        read_json_file(broken, max_bytes=1000, max_depth=4)
