@@ -400,9 +400,10 @@ class Job:
         """The runner's resize policy: the flags, else the imported source's record, else the defaults."""
         return resize_policy(spec, read_preprocessing(self.path) if self.path is not None else None)
 
-    def metadata(self, spec: ConvertSpec, quantization: str) -> dict:
+    def metadata(self, spec: ConvertSpec, quantization: str, policy: dict | None = None) -> dict:
+        """The ``.tflite`` metadata; ``policy``: :meth:`policy`'s result when the caller has it already."""
         return build_metadata(self.model, spec.name or _model_name(self.path, self.model), quantization,
-                              self.labels, mean=self.mean, std=self.std, **self.policy(spec))
+                              self.labels, mean=self.mean, std=self.std, **(policy or self.policy(spec)))
 
 
 def prepare_job(model_or_path, output: str, spec: ConvertSpec, *, force: bool, unsafe: bool,
@@ -513,7 +514,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
                               f"({', '.join(floating[:8])}); nothing written")
     gpu = gpu_report(content) if spec.target == "gpu" else []
     policy = job.policy(spec)
-    content = embed_metadata(content, job.metadata(spec, quantization))
+    content = embed_metadata(content, job.metadata(spec, quantization, policy))
     contract = edgetpu_gate(content) if spec.target == "edgetpu" else []
 
     result, latency = write_validated(content, output, job, threshold, threads=spec.threads, force=force)
