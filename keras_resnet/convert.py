@@ -396,14 +396,11 @@ class Job:
     source: str
     labels: list[str] | None
 
-    def policy(self, spec: ConvertSpec) -> dict:
-        """The runner's resize policy: the flags, else the imported source's record, else the defaults."""
-        return resize_policy(spec, read_preprocessing(self.path) if self.path is not None else None)
+    policy: dict  # the runner's resize policy (:func:`resize_policy`), read once per conversion
 
-    def metadata(self, spec: ConvertSpec, quantization: str, policy: dict | None = None) -> dict:
-        """The ``.tflite`` metadata; ``policy``: :meth:`policy`'s result when the caller has it already."""
+    def metadata(self, spec: ConvertSpec, quantization: str) -> dict:
         return build_metadata(self.model, spec.name or _model_name(self.path, self.model), quantization,
-                              self.labels, mean=self.mean, std=self.std, **(policy or self.policy(spec)))
+                              self.labels, mean=self.mean, std=self.std, **self.policy)
 
 
 def prepare_job(model_or_path, output: str, spec: ConvertSpec, *, force: bool, unsafe: bool,
@@ -447,7 +444,8 @@ def prepare_job(model_or_path, output: str, spec: ConvertSpec, *, force: bool, u
         labels = list(data.info(spec.dataset, spec.data_dir).labels)
     return Job(model=model, path=None if path is None else os.fspath(path), folder=folder, qat=qat, mean=mean,
                std=std, calibration=calibration, x_val=x_val, y_val=y_val, prepared=prepared, source=source,
-               labels=None if labels is None else list(labels))
+               labels=None if labels is None else list(labels),
+               policy=resize_policy(spec, read_preprocessing(path) if path is not None else None))
 
 
 def measure(path: str, job: Job, threads: int) -> tuple[dict, float]:
@@ -513,8 +511,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         raise ValidationError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
                               f"({', '.join(floating[:8])}); nothing written")
     gpu = gpu_report(content) if spec.target == "gpu" else []
-    policy = job.policy(spec)
-    content = embed_metadata(content, job.metadata(spec, quantization, policy))
+    content = embed_metadata(content, job.metadata(spec, quantization))
     contract = edgetpu_gate(content) if spec.target == "edgetpu" else []
 
     result, latency = write_validated(content, output, job, threshold, threads=spec.threads, force=force)
@@ -523,7 +520,7 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
                   size_bytes=len(content), float_bytes=float_bytes, size_ratio=len(content) / max(1, float_bytes),
                   samples=len(job.x_val), validation=job.source, **result, latency_ms=latency, threads=spec.threads,
                   convert_seconds=seconds, float_ops=floating, gpu_unsupported=gpu, ops=counts, metadata=True,
-                  contract=contract, resize=policy_text(policy))
+                  contract=contract, resize=policy_text(job.policy))
 
 
 def resize_policy(spec: ConvertSpec, recorded: dict | None) -> dict:
