@@ -425,9 +425,9 @@ def stage_q(r: Runner) -> None:
             result = r.run(f"evaluate-{model}-float", ["evaluate", source, *r.data_args(), "--split", "test",
                                                       "--json"])
             if result:
+                accelerator = {k: v for k, v in _engine_json(where, model).items() if k != "history"}
                 done["float"] = {"accuracy": result["accuracy"], "images": result["images"],
-                                 "accelerator": _engine_json(where, model) and
-                                 {k: v for k, v in _engine_json(where, model).items() if k != "history"}}
+                                 "accelerator": accelerator or {}}
                 r.save()
         tfmot = os.path.join(folder, f"{model}-qat.h5")
         if not os.path.isfile(tfmot):
