@@ -8,11 +8,13 @@ into an ordinary Keras 3 functional model whose layers fake-quantize what TFLite
 - **activations** 8-bit, per tensor, asymmetric. A range is the cumulative average of the first
   ``calibration_steps`` batch ranges (:func:`calibrate`, or the first training steps), then an EMA
   (``ema_decay``) during fine-tuning, then frozen (``freeze_ranges_after`` steps, or :func:`freeze`);
-- **Conv2D/DepthwiseConv2D/Dense → BatchNormalization** is one :class:`QATConv`: the BN is folded into the
-  kernel with the *moving* statistics (the weights TFLite will run are the ones quantized) and, while BN
-  still learns (until ``freeze_bn_after`` steps or :func:`freeze`), the output is corrected to batch
-  statistics (Krishnamoorthi 2018, §3.2; Jacob et al. 2018, §3.2): ``y = conv(x, q(w·γ/σ))·σ/σ_B + β −
-  γ·μ_B/σ_B`` while the moving statistics are updated. A following ReLU is fused (TFLite fuses it too);
+- **Conv2D/DepthwiseConv2D/Dense → BatchNormalization** is one :class:`QATConv`. In inference the BN is folded
+  into the kernel with the *moving* statistics and the folded kernel is quantized: the weights TFLite will run.
+  While BN still learns (until ``freeze_bn_after`` steps or :func:`freeze`), a conv runs once with its per-channel
+  quantized kernel and BN follows with batch statistics, updating the moving ones; per-channel symmetric
+  quantization commutes with BN's per-channel scale, so these are the same int8 weights (tfmot's treatment).
+  Dense (per-tensor weights) corrects the folded output to batch statistics instead (Krishnamoorthi 2018, §3.2):
+  ``y = x·q(w·γ/σ)·σ/σ_B + β − γ·μ_B/σ_B``. A following ReLU is fused (TFLite fuses it too);
 - a **BatchNormalization that follows no conv** (ResNet V2's pre-activations, ``post_bn``) and the input
   **Normalization** become :class:`QATAffine`: a per-channel scale and offset computed as a 1×1 depthwise
   conv, which the converter emits as one int8 DEPTHWISE_CONV_2D with per-channel weights;
@@ -33,7 +35,6 @@ converter reads as quantization parameters.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -152,6 +153,12 @@ def _quantize_weights(kernel, axis: int | None):
                                                          axis=axis)
 
 
+def _moments(z):
+    """Per-channel mean and (biased) variance over every axis but the last."""
+    reduce = tuple(range(len(z.shape) - 1))
+    return ops.mean(z, axis=reduce), ops.var(z, axis=reduce)
+
+
 def _activate(y, activation: str):
     return ops.relu(y) if activation == "relu" else y
 
@@ -232,31 +239,46 @@ class QATConv(_Ranged):
             conv_bias = bias if bias is not None else ops.zeros((channels,))
             moving_mean, moving_variance = _value(bn.moving_mean), _value(bn.moving_variance)
             sigma = ops.sqrt(moving_variance + bn.epsilon)
-            folded = kernel * ops.reshape(gamma / sigma, self._channel_shape(kernel))
-            y = self._linear(x, _quantize_weights(folded, axis))
-            if training and not self.calibrating:
-                # Batch statistics of the float conv while BN learns; the moving ones once frozen (no 2nd conv).
-                reduce = tuple(range(len(x.shape) - 1))
-
-                def batch():
-                    z = self._linear(x, kernel) + conv_bias
-                    return ops.mean(z, axis=reduce), ops.var(z, axis=reduce)
-
+            learning = training and not self.calibrating
+            if learning and axis is not None:
+                # Per-channel symmetric quantization commutes with a per-channel scale (q(w)·γ/σ == q(w·γ/σ) but for
+                # rounding ties), so one conv with q(w) followed by BatchNormalization computes the folded weights
+                # TFLite runs: batch statistics while BN learns, the moving ones once frozen. This is tfmot's
+                # treatment; the Krishnamoorthi correction this replaced ran a second float conv for the batch
+                # statistics (2.24x a float step against 1.03x frozen, docs/conversion.md).
+                z = self._linear(x, _quantize_weights(kernel, axis)) + conv_bias
                 frozen = self._past(self.freeze_bn_after)
-                mean, var = ops.cond(frozen, lambda: (moving_mean, moving_variance), batch)
+                mean, var = ops.cond(frozen, lambda: (moving_mean, moving_variance),
+                                     lambda: _moments(z))
+                y = (z - mean) * (gamma / ops.sqrt(var + bn.epsilon)) + beta
+                self._update_moving(frozen, mean, var)
+            elif learning:
+                # Dense: per-tensor weights do not commute with a per-channel scale, so the folded kernel is
+                # quantized and the output corrected to the batch statistics of a second, float matmul
+                # (Krishnamoorthi 2018, §3.2): y = x·q(w·γ/σ)·σ/σ_B + β − γ·μ_B/σ_B.
+                folded = kernel * ops.reshape(gamma / sigma, self._channel_shape(kernel))
+                y = self._linear(x, _quantize_weights(folded, axis))
+                frozen = self._past(self.freeze_bn_after)
+                mean, var = ops.cond(frozen, lambda: (moving_mean, moving_variance),
+                                     lambda: _moments(self._linear(x, kernel) + conv_bias))
                 sigma_batch = ops.sqrt(var + bn.epsilon)
                 y = y * (ops.stop_gradient(sigma) / sigma_batch) + beta + (conv_bias - mean) * gamma / sigma_batch
-                momentum = bn.momentum
-                bn.moving_mean.assign(ops.where(frozen, moving_mean,
-                                                moving_mean * momentum + ops.stop_gradient(mean) * (1 - momentum)))
-                bn.moving_variance.assign(ops.where(frozen, moving_variance, moving_variance * momentum
-                                                    + ops.stop_gradient(var) * (1 - momentum)))
+                self._update_moving(frozen, mean, var)
             else:
+                folded = kernel * ops.reshape(gamma / sigma, self._channel_shape(kernel))
+                y = self._linear(x, _quantize_weights(folded, axis))
                 y = y + beta + (conv_bias - moving_mean) * gamma / sigma
         if self.activation == "softmax":
             logits = self._quantize_output(y, update)
             return keras.quantizers.fake_quant_with_min_max_vars(ops.softmax(logits, axis=-1), *SOFTMAX_RANGE)
         return self._quantize_output(_activate(y, self.activation), update)
+
+    def _update_moving(self, frozen, mean, var) -> None:
+        """Move the BN's moving statistics toward this batch's (``frozen``: keep them)."""
+        bn, momentum = self.bn, self.bn.momentum
+        for variable, batch in ((bn.moving_mean, mean), (bn.moving_variance, var)):
+            old = _value(variable)
+            variable.assign(ops.where(frozen, old, old * momentum + ops.stop_gradient(batch) * (1 - momentum)))
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -621,14 +643,6 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
                          verbose=verbose, shuffle=True)
 
 
-def schedule_for(samples: int, spec) -> dict:
-    """Freeze steps for ``spec.epochs`` of fine-tuning: BN statistics and ranges move during the first half
-    (at least one epoch), then stay fixed so the last epochs train the weights TFLite will run."""
-    steps = math.ceil(samples / spec.batch_size)
-    moving = steps * max(1, spec.epochs // 2)
-    return {"freeze_bn_after": moving, "freeze_ranges_after": 8 + moving}  # +8: the calibration batches
-
-
 def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False, unsafe: bool = False,
                   verbose: int = 0):
     """Quantize a trained Keras 3 model natively, calibrate, fine-tune on ``spec.dataset`` and save (``.keras``).
@@ -654,7 +668,9 @@ def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False,
     if len(x_train) == 0:
         raise DataError(f"{spec.dataset} has no training images")
     float_accuracy = accuracy(model, x_test, y_test)
-    qat = quantize_model(model, **schedule_for(len(x_train), spec))
+    # BN statistics and ranges move until freeze() after the last epoch. Freezing them for the second of two epochs
+    # cost 0.5-0.9 pt on Fashion-MNIST (ResNet-20/56, docs/results.md, stage q): the moving statistics went stale.
+    qat = quantize_model(model)
     calibrate(qat, x_train)
     if spec.epochs:
         fine_tune(qat, x_train, y_train, epochs=spec.epochs, batch_size=spec.batch_size,

@@ -207,9 +207,12 @@ def test_folding_in_training_uses_batch_statistics_then_freezes():
     x = _x((8, 8, 3), 32)
     q = qat.quantize_model(model)
     qat.calibrate(q, x, batches=2, batch_size=16)
+    # The reference: the float model with the per-channel int8 kernel, on the int8 input: BN with batch statistics
+    # of that conv (the moving statistics move once), which is what the QAT layer computes while BN learns.
     reference = keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
-    want = np.asarray(reference(x, training=True))  # float BN with batch statistics, moving stats updated once
+    reference.get_layer("c").kernel.assign(_quantize_numpy(np.asarray(model.get_layer("c").kernel)))
+    want = np.asarray(reference(q.layers[1](x), training=True))
     got = np.asarray(q(x, training=True))
     layer = q.get_layer("c")
     step = float(layer.output_max.numpy() - layer.output_min.numpy()) / 255
