@@ -143,10 +143,10 @@ COMMANDS: dict[str, Command] = {
                                     "device runner."),
     "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
                    "keras_resnet.qat:qat_command", specs=(QATSpec,),
-                   description="Quantization-aware fine-tuning: quantize a trained .keras model with tfmot's 8-bit "
-                               "scheme (on a tf_keras twin; --engine tfmot saves .h5) or natively in Keras 3 "
-                               "(--engine keras, any backend, saves .keras), fine-tune it and save it. Default "
-                               f"engine: {DEFAULT_QAT_ENGINE} (also for `train --qat-epochs`)."),
+                   description="Quantization-aware fine-tuning: quantize a trained .keras model natively in Keras 3 "
+                               "(--engine keras, any backend, saves .keras) or with tfmot's 8-bit scheme (on a "
+                               "tf_keras twin, TensorFlow only; --engine tfmot saves .h5), fine-tune it and save it. "
+                               f"Default engine: {DEFAULT_QAT_ENGINE} (also for `train --qat-epochs` and the demo)."),
     "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
                        "keras_resnet.convert:convert_command", specs=(ConvertSpec,),
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
@@ -173,11 +173,18 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one ``error:`` line (the default prints the whole usage block first)."""
+
+    def error(self, message: str) -> None:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parser_for(name: str) -> argparse.ArgumentParser:
     command = COMMANDS[name]
-    parser = argparse.ArgumentParser(prog=f"keras-resnet {name}", description=command.description or command.help,
-                                     epilog=command.epilog or None,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog=f"keras-resnet {name}", description=command.description or command.help,
+                     epilog=command.epilog or None, formatter_class=argparse.RawDescriptionHelpFormatter)
     command.arguments(parser)
     return parser
 
@@ -232,8 +239,8 @@ def check_command(args: argparse.Namespace) -> int:
 
 def train_command(args: argparse.Namespace) -> int:
     """``keras-resnet train``: the arguments are :class:`~keras_resnet.options.Recipe` and ``TrainRun`` fields;
-    ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras with ``--qat-engine`` into OUTPUT/qat.h5 (tfmot) or
-    OUTPUT/qat.keras (keras), kept on a rerun."""
+    ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras with ``--qat-engine`` into OUTPUT/qat.keras (keras)
+    or OUTPUT/qat.h5 (tfmot), kept on a rerun."""
     from keras_resnet import train
 
     recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
@@ -258,11 +265,9 @@ def train_command(args: argparse.Namespace) -> int:
             atomic_write(preprocessing_path(os.path.join(output, name)), json.dumps(preprocessing, indent=1) + "\n",
                          force=True)
     if run.qat_epochs:
-        if run.qat_engine == "keras":
-            from keras_resnet.qat import qat_fine_tune
-        else:
-            from keras_resnet.quantize import qat_fine_tune
-        path = os.path.join(output, "qat.keras" if run.qat_engine == "keras" else "qat.h5")
+        from keras_resnet.qat import engine_fine_tune, qat_file_name
+
+        path = os.path.join(output, qat_file_name(run.qat_engine))
         if os.path.exists(path):
             print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
             summary["qat"] = {"path": path, "engine": run.qat_engine}
@@ -271,7 +276,8 @@ def train_command(args: argparse.Namespace) -> int:
                   f"({run.qat_engine} engine)", flush=True)
             spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs,
                            engine=run.qat_engine)
-            result = qat_fine_tune(os.path.join(output, "best.keras"), spec, path, verbose=2 if run.verbose else 0)
+            result = engine_fine_tune(os.path.join(output, "best.keras"), spec, path,
+                                      verbose=2 if run.verbose else 0)
             print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}",
                   flush=True)
             summary["qat"] = {"path": path, "engine": run.qat_engine, "accuracy": result.accuracy,

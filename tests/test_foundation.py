@@ -317,7 +317,7 @@ def _one_error_line(err: str, prog: str, message: str) -> None:
     assert "Traceback" not in err
 
 
-# Rejected while parsing: argparse exits 2 with a usage line and one error line.
+# Rejected while parsing: exit 2 with one error line and nothing else (no usage block).
 PARSE_ERRORS = [
     (["convert", "m.keras", "-o", "x.tflite", "--min-agreement", "nan"], "expected a finite number, got 'nan'"),
     (["convert", "m.keras", "-o", "x.tflite", "--mean", "1,inf,3"], "expected a finite number, got 'inf'"),
@@ -332,6 +332,7 @@ PARSE_ERRORS = [
     (["train", "--option", "depth=3"], "unknown builder option 'depth'"),
     (["qat", "m.keras", "-o", "q.h5"], "the following arguments are required: --dataset"),
     (["evaluate", "m.keras", "--split", "dev"], "invalid choice: 'dev'"),
+    (["convert", "m.keras", "-o", "x.tflite", "--quantizer", "aeq", "--recipe", "int4"], "invalid choice: 'int4'"),
     (["demo", "--runs", "0"], "expected a positive integer, got '0'"),
 ]
 
@@ -341,7 +342,9 @@ def test_bad_values_are_refused_while_parsing(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main(argv)
     assert exit.value.code == 2
-    _one_error_line(capsys.readouterr().err, f"keras-resnet {argv[0]}", message)
+    err = capsys.readouterr().err
+    _one_error_line(err, f"keras-resnet {argv[0]}", message)
+    assert len(err.strip().splitlines()) == 1 and f"(see keras-resnet {argv[0]} --help)" in err, err
 
 
 # Parsed, then refused by the dataclass (__post_init__ → ConfigError) inside the command: main returns 2.
