@@ -4,7 +4,7 @@ Trains a CIFAR-style ResNet-20 on the bundled digits, fine-tunes a QAT copy, con
 float16, int8 (post-training) and int8 (QAT) TFLite models, evaluates each with the on-device runner
 (deploy/, no TensorFlow in the loop) and prints one table. Everything lands in ``--output``::
 
-    train/ (best.keras, curves.png, ...)  qat.h5  float32.tflite  float16.tflite  int8_ptq.tflite
+    train/ (best.keras, curves.png, ...)  qat.keras  float32.tflite  float16.tflite  int8_ptq.tflite
     int8_qat.tflite  results.md  results.json  comparison.png
 
 Each stage leaves a finished file behind; a rerun (after Ctrl-C, a kill, or with more epochs for
@@ -49,7 +49,7 @@ def recipe_for(settings: DemoSettings) -> Recipe:
 
 def run(settings: DemoSettings) -> list[dict]:
     """Run the demo; returns the table rows (also written to results.json / results.md)."""
-    from keras_resnet import convert, data, quantize, train
+    from keras_resnet import convert, data, qat, train
 
     out = os.path.abspath(settings.output)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -68,14 +68,14 @@ def run(settings: DemoSettings) -> list[dict]:
     seconds["train"] = time.perf_counter() - t
     float_model = os.path.join(out, "train", "best.keras")
 
-    qat_path = os.path.join(out, "qat.h5")  # tf_keras QAT models reload from .h5 only
-    _stage(2, f"quantization-aware fine-tuning for {settings.qat_epochs} epochs -> {qat_path}")
+    spec = QATSpec(dataset=settings.dataset, data_dir=settings.data_dir, epochs=settings.qat_epochs)
+    qat_path = os.path.join(out, qat.qat_file_name(spec.engine))
+    _stage(2, f"quantization-aware fine-tuning ({spec.engine} engine) for {settings.qat_epochs} epochs -> {qat_path}")
     t = time.perf_counter()
     if os.path.exists(qat_path):
         print(f"  reusing {qat_path}")
     else:
-        spec = QATSpec(dataset=settings.dataset, data_dir=settings.data_dir, epochs=settings.qat_epochs)
-        result = quantize.qat_fine_tune(float_model, spec, qat_path, verbose=2)
+        result = qat.engine_fine_tune(float_model, spec, qat_path, verbose=2)
         print(f"  test accuracy: float {result.float_accuracy:.4f}, QAT {result.accuracy:.4f} ({result.seconds:.0f} s)")
     seconds["qat"] = time.perf_counter() - t
 

@@ -48,9 +48,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                "builder_options": {"drop_path_rate": 0.05}},
 }
 QAT_ENGINES = ("tfmot", "keras")
-# The QAT engine of `keras-resnet qat --engine` and `keras-resnet train --qat-engine` (one default for both). tfmot
-# until the native engine meets issue 12's targets on every family; the lead decides the switch.
-DEFAULT_QAT_ENGINE = "tfmot"
+# The QAT engine of `keras-resnet qat --engine`, `keras-resnet train --qat-engine` and the demo (one default for all).
+# The native engine met issue 12's accuracy targets against float and tfmot on ResNet-20, ResNet-20V2 and ResNet-56
+# (Fashion-MNIST, docs/results.md stage q); tfmot stays selectable as the reference.
+DEFAULT_QAT_ENGINE = "keras"
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ SHARED: dict[str, Flag] = {
     "force": Flag("overwrite the output if it exists"),
     "unsafe": Flag("allow model files with layers that run code (Lambda, unknown classes); only for files you trust"),
     "json": Flag("also print the result as one JSON object on the last line"),
-    "qat_engine": Flag("tfmot: tensorflow-model-optimization on a tf_keras twin, TensorFlow only, writes .h5; "
-                       "keras: native Keras 3 QAT (keras_resnet.qat), any backend, writes .keras",
+    "qat_engine": Flag("keras: native Keras 3 QAT (keras_resnet.qat), any backend, writes .keras; tfmot: "
+                       "tensorflow-model-optimization on a tf_keras twin, TensorFlow only, writes .h5",
                        choices=QAT_ENGINES),
     "min_agreement": Flag("refuse a .tflite whose top-1 agreement with the Keras model is below this, in [0, 1] "
                           "(default 0.99 float32/float16, 0.95 dynamic/int8)", parse=_finite),
@@ -312,7 +313,7 @@ class TrainRun:
                                 "else one device; mirrored: all local GPUs; multiworker: one process per machine "
                                 "(TF_CONFIG)", choices=STRATEGIES)
     qat_epochs: int = opt(0, "afterwards, fine-tune a quantization-aware copy of best.keras for N epochs into "
-                             "OUTPUT/qat.h5 (--qat-engine tfmot) or OUTPUT/qat.keras (--qat-engine keras), for "
+                             "OUTPUT/qat.keras (--qat-engine keras) or OUTPUT/qat.h5 (--qat-engine tfmot), for "
                              "`keras-resnet convert`", parse=int)
     qat_engine: str = shared("qat_engine", DEFAULT_QAT_ENGINE)
     verbose: int = opt(1, "0 silent, 1 progress bar, 2 one line per epoch", parse=int, choices=(0, 1, 2))

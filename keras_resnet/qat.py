@@ -681,6 +681,22 @@ def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False,
     return QATResult(os.fspath(output_path), qat_accuracy, float_accuracy, spec.epochs, time.perf_counter() - start)
 
 
+def qat_file_name(engine: str) -> str:
+    """What ``train --qat-epochs`` and the demo call an engine's QAT model (tf_keras QAT models reload from .h5 only)."""
+    return "qat.keras" if engine == "keras" else "qat.h5"
+
+
+def engine_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False, unsafe: bool = False,
+                     verbose: int = 0):
+    """``spec.engine``'s QAT fine-tuning: :func:`qat_fine_tune` here, or tfmot's
+    (:func:`keras_resnet.quantize.qat_fine_tune`). Returns the engine's QATResult."""
+    if spec.engine == "tfmot":
+        from keras_resnet.quantize import qat_fine_tune as tfmot_fine_tune
+
+        return tfmot_fine_tune(model_or_path, spec, output_path, force=force, unsafe=unsafe, verbose=verbose)
+    return qat_fine_tune(model_or_path, spec, output_path, force=force, unsafe=unsafe, verbose=verbose)
+
+
 def qat_command(args) -> int:
     """``keras-resnet qat MODEL --engine keras|tfmot --dataset D --output OUT``."""
     from keras_resnet.options import QATSpec, from_args

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end_and_reruns_without_cleanup(tmp_path):
 
     again = subprocess.run(args, capture_output=True, text=True, timeout=900, env=ENV)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reusing") == 5  # qat.h5 and the four .tflite files
+    assert again.stdout.count("reusing") == 5  # qat.keras and the four .tflite files
 
     other = subprocess.run([*args[:-2], "--output", str(out), "--epochs", "11"], capture_output=True, text=True,
                            timeout=300, env=ENV)

@@ -172,9 +172,11 @@ def test_cli(digits_model, tmp_path, capsys):
     from keras_resnet.cli import main
 
     output = tmp_path / "q.h5"
-    assert main(["qat", digits_model, "--dataset", "digits", "--epochs", "0", "--output", str(output)]) == 0
+    assert main(["qat", digits_model, "--engine", "tfmot", "--dataset", "digits", "--epochs", "0", "--output",
+                 str(output)]) == 0
     assert output.exists() and "QAT accuracy" in capsys.readouterr().out
-    assert main(["qat", digits_model, "--dataset", "digits", "--epochs", "0", "--output", str(output)]) == 2
+    assert main(["qat", digits_model, "--engine", "tfmot", "--dataset", "digits", "--epochs", "0", "--output",
+                 str(output)]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["qat", str(tmp_path / "nope.keras"), "--dataset", "digits", "--output", str(tmp_path / "x.h5")]) == 2
     assert not os.path.exists(tmp_path / "x.h5")
