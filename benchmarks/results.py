@@ -59,6 +59,7 @@ DATASET = "fashion-mnist"
 SEED = 0
 STAGES = ("a", "b", "c", "q", "d", "e", "flip", "figure", "report")
 ENGINE_MODELS = ("resnet20", "resnet20v2", "resnet56")
+ENGINES_DIR = "qat12e"  # fmnist_gpu.py --out of the native QAT runs (qat12: the engine before the one-conv BN change)
 ACCELERATOR_RESULTS = os.path.join(REPO, "benchmarks", "fmnist_gpu_results.json")
 PUBLISHED = [  # the package's benchmark table (/usr/share/doc/dataset-fashion-mnist/README.md.gz), test accuracy
     ("ResNet18 (flips, translation, rotation)", 0.949),
@@ -380,16 +381,13 @@ def stage_c(r: Runner) -> None:
 
 def engine_sources(r: Runner, model: str) -> tuple[str, list[tuple[str, str]]]:
     """Stage q's inputs for ``model``: its float .keras and its native QAT .keras files as (label, path)."""
-    where = r.args.engines_dir or os.path.join(r.runs, "qat12")
+    where = r.args.engines_dir or os.path.join(r.runs, ENGINES_DIR)
     natives = []
     for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
         found = re.fullmatch(rf"qat-{model}-s(\d+)\.keras", name)
         if found:
             natives.append((f"seed {found.group(1)}, JAX", os.path.join(where, name)))
-    if model == "resnet20":  # stage a's model; stage c's native QAT ran on the CPU, TensorFlow backend
-        cpu_native = os.path.join(r.runs, "quantization", "resnet20-qat-native.keras")
-        if os.path.isfile(cpu_native):
-            natives.append(("seed 0, TensorFlow", cpu_native))
+    if model == "resnet20":  # stage a's model (the accelerator fine-tuned a copy of it)
         return os.path.join(r.runs, "resnet20", "best.keras"), natives
     return os.path.join(where, f"{model}.keras"), natives
 
@@ -407,7 +405,7 @@ def stage_q(r: Runner) -> None:
     """Native QAT vs tfmot QAT vs PTQ for ENGINE_MODELS (see the module docstring); resumes row by row."""
     npz = test_npz(r)
     folder = os.path.join(r.runs, "quantization")
-    where = r.args.engines_dir or os.path.join(r.runs, "qat12")
+    where = r.args.engines_dir or os.path.join(r.runs, ENGINES_DIR)
     if not r.args.dry_run:
         os.makedirs(folder, exist_ok=True)
         with np.load(npz) as f:
@@ -755,16 +753,61 @@ def engines_section(r: Runner) -> list[str]:
     out += ["", "Where each model comes from: ResNet-20 is stage a's CPU model; ResNet-20V2 (20 epochs) and "
             "ResNet-56 (16 epochs, to fit the session's GPU time) were trained on an H100 under JAX by "
             "`benchmarks/fmnist_gpu.py --save`, same recipe as stage a (cosine, weight decay 5e-4, batch 128). "
-            "The native QAT fine-tuning ran there as well, two seeds per model, with the steps and defaults of "
+            "The native QAT fine-tuning ran there as well, three seeds per model, with the steps and defaults of "
             "`keras-resnet qat --engine keras` (calibration on 8 batches, 2 epochs of SGD at 1e-3, batch 64, "
-            "BN statistics and ranges frozen for the second epoch); ResNet-20 also has stage c's native run on "
-            "the CPU (TensorFlow backend). tfmot QAT (2 epochs, its defaults), every conversion and every "
-            "evaluation ran here through the CLI. The accelerator's output is committed as "
-            "`benchmarks/fmnist_qat_gpu.json`. Commands:", ""]
+            "BN statistics and ranges moving until the end). tfmot QAT (2 epochs, its defaults), every "
+            "conversion and every evaluation ran here through the CLI. The accelerator's output is committed as "
+            "`benchmarks/fmnist_qat_gpu.json`.", ""]
+    out += schedule_comparison(r, engines)
+    slugs = {f"convert-{m}-{re.sub(r'[^a-z0-9]+', '-', mode.lower()).strip('-')}"
+             for m, done in engines.items() for mode in done.get("rows", {})}
+    out += ["", "Commands:", ""]
     for name, records in r.results.get("commands", {}).items():
-        if name.startswith(tuple(f"{k}-{m}" for k in ("convert", "qat", "evaluate") for m in engines)):
+        if name in slugs or name.startswith(tuple(f"{k}-{m}" for k in ("qat", "evaluate") for m in engines)):
             out.append(f"    {records[-1]['command']}    # {records[-1]['wall_s']:.0f} s")
     return out
+
+
+def schedule_comparison(r: Runner, engines: dict) -> list[str]:
+    """What changed the native engine's accuracy: the freeze schedule against the BN formula, per model.
+
+    The first engine (its .tflite rows kept under ``superseded``) froze BN statistics and ranges for the second
+    epoch and corrected a folded conv to the batch statistics of a second float conv. fmnist_gpu.py's FREEZE
+    ``half`` runs the current BN formula with that schedule; the Keras test accuracies of all three are compared.
+    """
+    where = r.args.engines_dir or os.path.join(r.runs, ENGINES_DIR)
+    rows = []
+    for model, done in engines.items():
+        old = done.get("superseded", {}).get("rows", {})
+        old_keras = [row["keras"]["qat_test_accuracy"] for row in old.values() if row.get("keras")]
+        runs = {}  # every native QAT run fmnist_gpu.py reported, by name (its summaries hold them all)
+        for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+            if name.endswith(".json"):
+                with open(os.path.join(where, name)) as f:
+                    summary = json.load(f)
+                runs.update({k: v for k, v in summary.get("runs", {}).items() if v.get("kind") == "native-qat"})
+        half = [run["qat_test_accuracy"] for run in runs.values()
+                if run["source"] == model and run.get("freeze") == "half"]
+        end = [run["qat_test_accuracy"] for run in runs.values()
+               if run["source"] == model and run.get("freeze") == "end"]
+        if not (old_keras or half or end):
+            continue
+
+        def cell(values):
+            return f"{_pct(float(np.mean(values)))} ({len(values)})" if values else "–"
+
+        old_tflite = [row["accuracy"] for row in old.values()]
+        rows.append(f"| {model} | {cell(old_keras)} | {cell(old_tflite)} | {cell(half)} | {cell(end)} |")
+    if not rows:
+        return []
+    return ["Why the engine changed (Keras test accuracy of the QAT model after fine-tuning, mean of the runs, "
+            "their number in brackets; the accelerator, JAX). The first engine froze BN statistics and ranges for "
+            "the second epoch and, while BN learned, corrected the folded conv to the batch statistics of a second "
+            "float conv. The current one runs the conv once with its int8 kernel, BN after it, and freezes "
+            "nothing until the end. With the old schedule the new formula does no better (one run per model); "
+            "letting BN statistics and ranges move until the end is what gains the accuracy:", "",
+            "| model | first engine, Keras | first engine, .tflite | new BN formula, frozen for epoch 2 | "
+            "current engine (nothing frozen) |", "|---|---|---|---|---|", *rows]
 
 
 def report(r: Runner, path: str) -> None:
@@ -1044,7 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--b-epochs", type=int, default=20)
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--engines-dir", help="stage q: fmnist_gpu.py's --out with NAME.keras / qat-NAME-sK.keras "
-                                         "(default RUNS/qat12)")
+                                         f"(default RUNS/{ENGINES_DIR})")
     p.add_argument("--d-limit", type=int, default=10000, help="training subset of stage d (default %(default)s)")
     p.add_argument("--d-batch", type=int, default=128)
     p.add_argument("--d-steps", type=int, default=2000, help="at least this many SGD steps per run")
