@@ -5,6 +5,7 @@ step (TensorFlow backend, one process, same batch).
     python benchmarks/bench_qat.py [--model resnet20] [--dataset digits] [--epochs 15] [--qat-epochs 2]
     python benchmarks/bench_qat.py --dataset fashion-mnist [--float-model run/best.keras]   (if the data exists)
     python benchmarks/bench_qat.py --step-time-only [--steps 20 --step-batch 128]
+    python benchmarks/bench_qat.py --step-time-only --backends tensorflow,jax,torch   (one run, a process each)
 
 The float model is trained here (SGD 0.05, momentum 0.9, batch 64, no augmentation) unless --float-model is given.
 Both QAT engines fine-tune it with the same QATSpec (SGD 1e-3, momentum 0.9, batch 64) and are converted by
@@ -48,7 +49,7 @@ def _row(label: str, correct: np.ndarray, agreement: float | None = None, extra:
 
 
 def step_times(float_model, x, y, batch: int, steps: int) -> dict:
-    """Float step vs native QAT step, with the folded BNs learning (two convs each) and frozen (one).
+    """Float step vs native QAT step, with the folded BNs learning (batch statistics) and frozen.
 
     The three models take turns, one ``train_on_batch`` each per round (after 3 warm-up rounds), so load from other
     processes on a shared machine falls on all three alike; the figures are medians over ``steps`` rounds.
@@ -81,6 +82,41 @@ def step_times(float_model, x, y, batch: int, steps: int) -> dict:
           f"{result['qat_frozen_ms']:.1f} ms with BN frozen ({result['qat_frozen_ratio']:.2f}x; target <= 1.5x)",
           flush=True)
     return result
+
+
+def compare_backends(args) -> int:
+    """``--step-time-only`` under each of ``--backends``, in turn on the same machine; a table of the medians."""
+    import subprocess
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from results import cpu_info
+
+    rows = {}
+    for backend in args.backends.split(","):
+        command = [sys.executable, os.path.abspath(__file__), "--step-time-only", "--json", "--model", args.model,
+                   "--dataset", args.dataset, "--steps", str(args.steps), "--step-batch", str(args.step_batch),
+                   *(["--data-dir", args.data_dir] if args.data_dir else [])]
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
+               "CUDA_VISIBLE_DEVICES": ""}
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{backend}: failed\n{done.stderr[-1500:]}", file=sys.stderr)
+            continue
+        rows[backend] = json.loads(done.stdout.strip().splitlines()[-1])["step_time"]
+        rows[backend]["load"] = round(os.getloadavg()[0], 1)
+    cpu = cpu_info()
+    print(f"{args.model} on {args.dataset}, batch {args.step_batch}, medians of {args.steps} interleaved rounds; "
+          f"CPU {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")
+    print("| backend | float step (ms) | float images/s | QAT, BN learning (ms, x float) | "
+          "QAT, BN frozen (ms, x float) | load after |")
+    print("|---|---|---|---|---|---|")
+    for backend, r in rows.items():
+        print(f"| {backend} | {r['float_ms']:.1f} | {args.step_batch / r['float_ms'] * 1e3:.0f} | "
+              f"{r['qat_bn_learning_ms']:.1f} ({r['qat_bn_learning_ratio']:.2f}x) | "
+              f"{r['qat_frozen_ms']:.1f} ({r['qat_frozen_ratio']:.2f}x) | {r['load']} |")
+    if args.json:
+        print(json.dumps({"backends": rows, "cpu": cpu}, default=float), flush=True)
+    return 0 if rows else 1
 
 
 def run(args, workdir: str) -> dict:
@@ -159,7 +195,11 @@ def main() -> int:
     parser.add_argument("--skip-step-time", action="store_true")
     parser.add_argument("--step-time-only", action="store_true", help="only the float vs QAT training step time")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument("--backends", help="with --step-time-only: these Keras backends one after another, each in "
+                                           "its own process (KERAS_BACKEND is read once, at import), one table")
     args = parser.parse_args()
+    if args.backends:
+        return compare_backends(args)
     with tempfile.TemporaryDirectory(prefix="bench_qat") as workdir:
         out = run(args, workdir)
     if args.json:
