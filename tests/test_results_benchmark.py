@@ -119,10 +119,22 @@ def test_engines_section_checks_issue_12s_targets(tmp_path):
     rows = {"float32": row("float32", 600), "PTQ int8": row("ptq", 640), "tfmot QAT int8": row("tfmot", 610),
             "native QAT int8 (seed 0, JAX)": row("n0", 620, 0.998),
             "native QAT int8 (seed 1, JAX)": row("n1", 660, 0.990)}
-    (runs / "results.json").write_text(json.dumps({"engines": {"resnet20": {"rows": rows}}}))
+    # the first engine's rows, kept as superseded, and the accelerator's summary of both freeze schedules
+    superseded = {"native QAT int8 (seed 0, JAX)": {**row("old", 700), "keras": {"qat_test_accuracy": 0.931}}}
+    (runs / "results.json").write_text(json.dumps({"engines": {"resnet20": {
+        "rows": rows, "superseded": {"rows": superseded}}}}))
+    engines = runs / "engines"
+    engines.mkdir()
+    summary = {"runs": {f"q{k}": {"kind": "native-qat", "source": "resnet20", "freeze": freeze,
+                                   "qat_test_accuracy": accuracy}
+                        for k, (freeze, accuracy) in enumerate([("half", 0.930), ("end", 0.940), ("end", 0.942)])}}
+    (engines / "qat-end.json").write_text(json.dumps(summary))
+    (engines / "qat-end-0.json").write_text(json.dumps({"kind": "native-qat"}))  # one run's own JSON: no "runs"
     args = argparse.Namespace(runs=str(runs), cli="keras-resnet", data_dir=None, dry_run=False,
-                              accelerator_results=None, flip_results=None, d_limit=10000)
+                              accelerator_results=None, flip_results=None, d_limit=10000,
+                              engines_dir=str(engines))
     text = "\n".join(results.engines_section(results.Runner(args)))
+    assert "| resnet20 | 93.10% (1) | 93.00% (1) | 93.00% (1) | 94.10% (2) |" in text
     # native mean 93.60%: -0.40 pt against float (misses), -0.30 against tfmot (misses); agreement 99.0% misses
     assert "native QAT mean of 2 runs 93.60%: -0.40 pt against float (misses >= float - 0.3)" in text
     assert "-0.30 pt against tfmot (misses >= tfmot - 0.2)" in text

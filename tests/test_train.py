@@ -123,8 +123,15 @@ def test_cli_trains_with_progress_and_summary(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val_accuracy:" in result.stdout and "done: resnet20 on digits" in result.stdout
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    # the default engine, native Keras 3 QAT, writes qat.keras
-    assert (out / "qat.keras").is_file() and 0 <= summary["qat"]["accuracy"] <= 1 and summary["qat"]["engine"] == "keras"
+    # the default engine, native Keras 3 QAT, writes qat.keras: an ordinary registered Keras 3 model (safe mode)
+    assert summary["qat"]["engine"] == "keras" and summary["qat"]["path"] == str(out / "qat.keras")
+    assert 0 <= summary["qat"]["accuracy"] <= 1 and not (out / "qat.h5").exists()
+    import keras
+
+    import keras_resnet  # noqa: F401 - registers the QAT layers for loading
+
+    qat_model = keras.saving.load_model(out / "qat.keras")
+    assert any(type(layer).__module__ == "keras_resnet.qat" for layer in qat_model.layers)
     assert summary["recipe"]["schedule"] == "cosine" and summary["recipe"]["warmup_epochs"] == 0.5
     assert (out / "best.keras").is_file()
 
@@ -135,29 +142,16 @@ def test_cli_trains_with_progress_and_summary(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_qat_epochs_with_either_engine(tmp_path):
-    import keras
-
-    import keras_resnet  # noqa: F401 - registers the QAT layers for loading
-
-    out = tmp_path / "native"  # the default run (test_cli_trains_with_progress_and_summary) trained with qat.keras
-    result = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "keras", "--output", str(out),
+def test_cli_qat_epochs_with_the_tfmot_engine(tmp_path):
+    out = tmp_path / "tfmot"  # the default engine's run: test_cli_trains_with_progress_and_summary
+    result = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "tfmot", "--output", str(out),
                  "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["qat"]["engine"] == "keras" and summary["qat"]["path"] == str(out / "qat.keras")
-    assert 0 <= summary["qat"]["accuracy"] <= 1 and not (out / "qat.h5").exists()
-    model = keras.saving.load_model(out / "qat.keras")  # safe mode: an ordinary registered Keras 3 model
-    assert any(type(layer).__module__ == "keras_resnet.qat" for layer in model.layers)
-    # tfmot, the reference engine, from the same float model: --qat-epochs again with best.keras kept
-    again = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "tfmot", "--output", str(out),
-                "--json")
-    assert again.returncode == 0, again.stderr[-2000:]
-    summary = json.loads(again.stdout.strip().splitlines()[-1])
     assert summary["qat"]["engine"] == "tfmot" and summary["qat"]["path"] == str(out / "qat.h5")
-    assert (out / "qat.h5").is_file() and 0 <= summary["qat"]["accuracy"] <= 1
-    kept = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "keras", "--output", str(out))
-    assert kept.returncode == 0 and f"QAT: keeping {out / 'qat.keras'}" in kept.stdout
+    assert (out / "qat.h5").is_file() and 0 <= summary["qat"]["accuracy"] <= 1 and not (out / "qat.keras").exists()
+    again = run("train", *TINY, "--epochs", "1", "--qat-epochs", "1", "--qat-engine", "tfmot", "--output", str(out))
+    assert again.returncode == 0 and f"QAT: keeping {out / 'qat.h5'}" in again.stdout
 
 
 def test_train_and_qat_share_one_default_engine():

@@ -43,7 +43,9 @@ def lambda_h5(tmp_path_factory):
 
 
 @pytest.mark.parametrize("command", [["convert", "{model}", "--output", "out.tflite"],
-                                     ["qat", "{model}", "--dataset", "digits", "--output", "out.h5"]])
+                                     ["qat", "{model}", "--dataset", "digits", "--output", "out.keras"],
+                                     ["qat", "{model}", "--engine", "tfmot", "--dataset", "digits", "--output",
+                                      "out.h5"]])
 def test_escaped_lambda_h5_runs_no_code(lambda_h5, tmp_path, command):
     model, marker = lambda_h5
     done, peak = keras_resnet(*(a.format(model=model) for a in command), cwd=tmp_path)
