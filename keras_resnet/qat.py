@@ -702,12 +702,9 @@ def qat_command(args) -> int:
     from keras_resnet.options import QATSpec, from_args
 
     spec = from_args(QATSpec, args)
-    if spec.engine == "tfmot":
-        from keras_resnet.quantize import qat_command as tfmot_command
-
-        return tfmot_command(args)
-    result = qat_fine_tune(args.model, spec, args.output, force=args.force, unsafe=args.unsafe, verbose=2)
+    result = engine_fine_tune(args.model, spec, args.output, force=args.force, unsafe=args.unsafe, verbose=2)
+    engine = "native Keras engine" if spec.engine == "keras" else "tfmot engine"
     print(f"float accuracy {result.float_accuracy:.4f}  QAT accuracy {result.accuracy:.4f}  "
-          f"({result.epochs} epochs, {result.seconds:.0f} s, native Keras engine, backend "
-          f"{keras.backend.backend()})  -> {result.path}")
+          f"({result.epochs} epochs, {result.seconds:.0f} s, {engine}, backend {keras.backend.backend()})  "
+          f"-> {result.path}")
     return 0

@@ -524,14 +524,3 @@ def check_images(model, images: np.ndarray, source: str) -> None:
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got, strict=False)):
         raise DataError(f"{source} images are {'×'.join(map(str, got))} but the model expects "
                         f"{'×'.join('?' if d is None else str(d) for d in expected)}")
-
-
-def qat_command(args) -> int:
-    """``keras-resnet qat MODEL --dataset D --output OUT.h5``."""
-    from keras_resnet.options import from_args
-
-    result = qat_fine_tune(args.model, from_args(QATSpec, args), args.output, force=args.force, unsafe=args.unsafe,
-                           verbose=2)
-    print(f"float accuracy {result.float_accuracy:.4f}  QAT accuracy {result.accuracy:.4f}  "
-          f"({result.epochs} epochs, {result.seconds:.0f} s)  -> {result.path}")
-    return 0
