@@ -59,26 +59,56 @@ def _pad_value(ops, dtype):
 
 @keras.saving.register_keras_serializable("keras_resnet")
 class ChannelPadding(keras.layers.Layer):
-    """Append ``padding`` zero channels (option A shortcuts): one TFLite PAD op, exact in int8.
+    """Option A's shortcut: subsample by ``stride`` (``x[:, ::stride, ::stride]``), then append ``padding`` zero
+    channels. Exact in int8: every TFLite op it becomes shares its input's quantization.
 
-    The one non-built-in layer of the package. ``Rescaling(0)`` + ``Concatenate`` would do with built-in
-    layers, but the TFLite calibrator gives that all-zero tensor a degenerate int8 scale (~1e-41) and the
+    The one non-built-in layer of the package. ``Rescaling(0)`` + ``Concatenate`` would do the channels with
+    built-in layers, but the TFLite calibrator gives that all-zero tensor a degenerate int8 scale (~1e-41) and the
     interpreter crashes on it. tfmot passes this layer through unquantized, as it does ZeroPadding2D.
+
+    Why the subsampling is in here, not a ``MaxPooling2D(1, strides=2)`` (what files saved by earlier versions
+    hold; they still load and convert): XNNPACK refuses 1x1 pooling windows, and so does a stride-2 STRIDED_SLICE, so each of those
+    splits the CPU graph in another XNNPACK partition. Traced for TFLite (:func:`tflite_tracing`) this layer is
+    SPACE_TO_DEPTH + a channel slice + PAD, all three XNNPACK ops: an option-A ResNet runs as one partition.
     """
 
-    def __init__(self, padding: int, **kwargs):
+    def __init__(self, padding: int, stride: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.padding = int(padding)
+        self.stride = int(stride)
 
-    def call(self, x):  # PadV2 at run time, Pad when traced for TFLite: see tflite_tracing()
+    def call(self, x):
+        x = _subsample(x, self.stride)
+        # PadV2 at run time, Pad when traced for TFLite: see tflite_tracing()
         return keras.ops.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]],
                              constant_values=_pad_value(keras.ops, x.dtype))
 
     def compute_output_shape(self, shape):
-        return (*shape[:-1], None if shape[-1] is None else shape[-1] + self.padding)
+        return _padded_shape(shape, self.padding, self.stride)
 
     def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
+        return {**super().get_config(), "padding": self.padding, "stride": self.stride}
+
+
+def _subsample(x, stride: int):
+    """``x[:, ::stride, ::stride, :]``; traced for TFLite, SPACE_TO_DEPTH and a channel slice (one XNNPACK
+    partition, see :class:`ChannelPadding`): the first ``channels`` outputs of space-to-depth are the top-left
+    pixel of every ``stride × stride`` cell."""
+    if stride == 1:
+        return x
+    if not _TRACE_PLAIN_PAD.get():
+        return x[:, ::stride, ::stride, :]
+    import tensorflow as tf  # tracing for the TFLite converter is TensorFlow's
+
+    height, width, depth = x.shape[1], x.shape[2], x.shape[3]
+    if height % stride or width % stride:  # odd sizes: x[::2] keeps the last row, so pad one on
+        x = tf.pad(x, [[0, 0], [0, -height % stride], [0, -width % stride], [0, 0]])
+    return tf.nn.space_to_depth(x, stride)[..., :depth]
+
+
+def _padded_shape(shape, padding: int, stride: int) -> tuple:
+    spatial = [None if d is None else -(-d // stride) for d in shape[1:-1]]
+    return (shape[0], *spatial, None if shape[-1] is None else shape[-1] + padding)
 
 
 @functools.cache
@@ -91,19 +121,20 @@ def tf_keras_channel_padding() -> type:
     class ChannelPadding(tf_keras.layers.Layer):
         __doc__ = globals()["ChannelPadding"].__doc__
 
-        def __init__(self, padding: int, **kwargs):
+        def __init__(self, padding: int, stride: int = 1, **kwargs):
             super().__init__(**kwargs)
             self.padding = int(padding)
+            self.stride = int(stride)
 
         def call(self, x):
-            return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]],
+            return tf.pad(_subsample(x, self.stride), [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]],
                           constant_values=_pad_value(tf, x.dtype))
 
         def compute_output_shape(self, shape):
-            return tf.TensorShape([*shape[:-1], None if shape[-1] is None else shape[-1] + self.padding])
+            return tf.TensorShape(_padded_shape(tuple(tf.TensorShape(shape).as_list()), self.padding, self.stride))
 
         def get_config(self):
-            return {**super().get_config(), "padding": self.padding}
+            return {**super().get_config(), "padding": self.padding, "stride": self.stride}
 
     return ChannelPadding
 
@@ -186,14 +217,14 @@ def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOp
             stride = 1
         y = conv(source, out_channels, 1, f"{name}_0_conv", opts, stride=stride, bias=opts.preact)
         return y if opts.preact else bn(y, f"{name}_0_bn")
-    if stride > 1:
-        x = lib.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
-    if grows:  # option A: zero-padded channels, as fb.resnet.torch's Concat(Identity, MulConstant(0))
+    if grows:  # option A: subsample + zero channels, as fb.resnet.torch's Concat(Identity, MulConstant(0))
         if out_channels < channels(x):
             raise ConfigError(f"{name}: shortcut option 'A' cannot reduce channels ({channels(x)} -> {out_channels}); "
                              f"use shortcut='B'")
         padding = ChannelPadding if lib is keras else tf_keras_channel_padding()
-        x = padding(out_channels - channels(x), name=f"{name}_0_pad")(x)
+        return padding(out_channels - channels(x), stride=stride, name=f"{name}_0_pad")(x)
+    if stride > 1:
+        x = lib.layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
     return x
 
 

@@ -137,6 +137,19 @@ def test_option_a_shortcut_is_subsample_plus_zero_channels():
     np.testing.assert_allclose(model.predict(x, verbose=0), np.maximum(expected, 0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("size", [16, 15])
+def test_channel_padding_subsamples_as_a_1x1_max_pool(size):
+    """One layer does option A's subsample (``x[::2, ::2]``, as MaxPooling2D(1, 2): odd sizes keep the last row)
+    and its zero channels; configs saved before it had ``stride`` load as stride 1."""
+    x = np.random.default_rng(0).normal(size=(2, size, size, 4)).astype("float32")
+    layer = ChannelPadding(3, stride=2)
+    expected = np.pad(keras.layers.MaxPooling2D(1, strides=2)(x), [(0, 0)] * 3 + [(0, 3)])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), expected)
+    assert expected.shape == (2, 8, 8, 7) and layer.compute_output_shape((None, size, size, 4)) == (None, 8, 8, 7)
+    assert ChannelPadding.from_config(layer.get_config()).stride == 2
+    assert ChannelPadding.from_config({"name": "old", "padding": 3}).stride == 1
+
+
 @pytest.mark.parametrize("shortcut,projections", [("A", 0), ("B", 2), ("C", 9)])
 def test_shortcut_options(shortcut, projections):
     model = kr.ResNet20(shortcut=shortcut)

@@ -175,3 +175,54 @@ def test_evaluate_accepts_tflite(digits_model, tmp_path):
     assert np.mean(predictor.predict(x[:100]).argmax(-1) == y[:100]) > 0.85
     result = evaluate.evaluate(str(out), dataset="digits", limit=100)  # resnet-edge, as on a device
     assert result["format"] == "tflite" and result["images"] == 100 and result["accuracy"] > 0.85
+
+
+def _partitions(path: str) -> int:
+    """XNNPACK partitions the runtime made of a model (its DELEGATE nodes)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=path, num_threads=1)
+    it.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
+
+
+def test_option_a_subsampling_keeps_the_cpu_graph_in_one_xnnpack_partition(tmp_path):
+    """ChannelPadding's subsample is traced as SPACE_TO_DEPTH + channel slice + PAD, all XNNPACK ops: int8 ResNet-20
+    runs as one partition (its int8 SOFTMAX aside), where MaxPooling2D(1, 2) (earlier files) or a stride-2 slice
+    split it; ``check`` predicts each case. The odd 15² input exercises the padded space-to-depth."""
+    import tensorflow as tf
+    from resnet_edge.check import check
+
+    from keras_resnet import blocks
+    from keras_resnet.build import build_model
+
+    def fallbacks(path):
+        return [f.op.split("#")[0] for f in check(path, "cpu").findings if f.severity == "fallback"]
+
+    model = build_model("resnet20", weights=None, input_shape=(15, 15, 3), classes=10)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 15, 15, 3)).astype("float32")
+    for mode in ("float32", "int8"):
+        path = str(tmp_path / f"{mode}.tflite")
+        with open(path, "wb") as f:
+            f.write(C.convert_model(model, quantization=mode, batch=1, io_type="int8" if mode == "int8" else "float32",
+                                    calibration=x if mode == "int8" else None))
+        assert _partitions(path) == 1 and fallbacks(path) == (["SOFTMAX"] if mode == "int8" else [])
+    from resnet_edge import Classifier
+
+    clf = Classifier(str(tmp_path / "float32.tflite"), safe=False, warn=lambda message: None)
+    np.testing.assert_allclose(clf.predict_arrays(x[:2]), model.predict(x[:2], verbose=0), atol=1e-5)
+
+    inputs = keras.Input((16, 16, 4))  # an earlier file's shortcut: MaxPooling2D(1, 2), then ChannelPadding
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    y = blocks.ChannelPadding(8)(keras.layers.MaxPooling2D(1, strides=2)(y))
+    legacy = keras.Model(inputs, keras.layers.Conv2D(4, 1)(y))
+    sliced = tf.function(lambda t: tf.nn.relu(t)[:, ::2, ::2, :] * 2.0,
+                         input_signature=[tf.TensorSpec([1, 16, 16, 4], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([sliced.get_concrete_function()], sliced)
+    contents = {"maxpool": C.convert_model(legacy, quantization="float32", batch=1), "slice": converter.convert()}
+    for name, content in contents.items():
+        path = str(tmp_path / f"{name}.tflite")
+        with open(path, "wb") as f:
+            f.write(content)
+        left = {"maxpool": ["MAX_POOL_2D"], "slice": ["STRIDED_SLICE"]}[name]
+        assert fallbacks(path) == left and _partitions(path) == 2, name

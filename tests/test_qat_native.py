@@ -343,8 +343,9 @@ def test_digits_train_qat_convert_fully_int8(digits_model, tmp_path, capsys):
         # uint8 I/O (edgetpu) is the int8 graph between a uint8->int8 and an int8->uint8 QUANTIZE, as for PTQ
         assert report["ops"].get("QUANTIZE", 0) == (2 if io == "uint8" else 0), report["ops"]
         assert report["agreement"] >= 0.98, report["agreement"]
-        assert set(report["ops"]) <= {"QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "MAX_POOL_2D", "MEAN",
-                                      "FULLY_CONNECTED", "SOFTMAX"}
+        # option A's subsample: SPACE_TO_DEPTH + channel STRIDED_SLICE (blocks.ChannelPadding), int8 like the rest
+        assert set(report["ops"]) <= {"QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "SPACE_TO_DEPTH",
+                                      "STRIDED_SLICE", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}
 
 
 BACKEND_SCRIPT = textwrap.dedent("""

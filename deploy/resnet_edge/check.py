@@ -97,9 +97,10 @@ GPU_MAX_RANK = 4
 
 # XNNPACK, the CPU delegate of ai-edge-litert and tflite-runtime (tensorflow/lite/delegates/xnnpack/
 # xnnpack_delegate.cc): ops it takes; the others run on the runtime's reference/optimized builtin kernels and split
-# the graph into several XNNPACK partitions. Measured with ai-edge-litert 2.3 on keras_resnet ResNet-20 (option-A
-# shortcuts): the two 1x1/stride-2 MAX_POOL_2D subsamplings and the int8 SOFTMAX stay outside (3 partitions), and
-# so do uint8<->int8 QUANTIZE ops (uint8 I/O); deploy/tests/test_check.py compares this table with the runtime.
+# the graph into several XNNPACK partitions. Measured with ai-edge-litert 2.3: 1x1 pooling with stride > 1 and
+# STRIDED_SLICE with a stride other than 1 (the two subsamplings of option-A shortcuts in files saved by earlier
+# keras_resnet versions, or by other tools), the int8 SOFTMAX and uint8<->int8 QUANTIZE ops (uint8 I/O) stay
+# outside; deploy/tests/test_check.py and tests/test_check.py compare this table with the runtime.
 XNNPACK_OPS = frozenset("""
 ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D DEPTH_TO_SPACE DEPTHWISE_CONV_2D DEQUANTIZE DIV ELU
 EXP FLOOR FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MUL NEG PAD PRELU
@@ -130,6 +131,7 @@ class Op:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     pool: tuple[int, int, int, int] | None = None  # (filter_h, filter_w, stride_h, stride_w) of pooling ops
+    strides: tuple[int, ...] | None = None  # STRIDED_SLICE's constant strides
 
     @property
     def label(self) -> str:
@@ -200,17 +202,28 @@ def read_graph(content: bytes) -> Graph:
         tensors.append(Tensor(_text(r, t, 3, "tensor name"), shape, signature,
                               TENSOR_TYPES[type_] if type_ < len(TENSOR_TYPES) else f"TYPE_{type_}",
                               sizes.get(index, 0), index))
+    def small_ints(t: int) -> tuple[int, ...] | None:
+        """The values of a small constant INT32 tensor stored in the flatbuffer, else None."""
+        if not 0 <= t < len(tensors) or tensors[t].type != "INT32" or not 0 < tensors[t].constant_bytes <= 64:
+            return None
+        buffer = buffers[tensors[t].buffer]
+        if r.scalar(buffer, 1, "u64") > 1:  # data outside the flatbuffer
+            return None
+        start, length = r.vector(buffer, 0, 1, "buffer data")
+        return tuple(r.i32(start + 4 * i) for i in range(length // 4))
+
     ops = []
     for i, op in enumerate(r.tables(sg, 3, "operators")):
         name, version = codes[r.scalar(op, 0, "u32")]
+        inputs = tuple(r.ints(op, 1, "operator inputs"))
         pool = None
         if name in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and r.scalar(op, 3, "u8") == 5:  # Pool2DOptions
             options = r.field(op, 4)
             if options is not None:
                 o = r.table(r.deref(options), "Pool2DOptions")
                 pool = (r.scalar(o, 4, "i32"), r.scalar(o, 3, "i32"), r.scalar(o, 2, "i32"), r.scalar(o, 1, "i32"))
-        ops.append(Op(i, name, version, tuple(r.ints(op, 1, "operator inputs")), tuple(r.ints(op, 2, "operator outputs")),
-                      pool))
+        strides = small_ints(inputs[3]) if name == "STRIDED_SLICE" and len(inputs) > 3 else None
+        ops.append(Op(i, name, version, inputs, tuple(r.ints(op, 2, "operator outputs")), pool, strides))
     return Graph(ops, tensors, r.ints(sg, 1, "subgraph inputs"), r.ints(sg, 2, "subgraph outputs"), len(subgraphs),
                  len(content), sum(sizes.values()))
 
@@ -414,6 +427,9 @@ def _cpu(g: Graph, report: Report) -> dict[int, str]:
         elif op.pool is not None and op.pool[:2] == (1, 1) and max(op.pool[2:]) > 1:
             reason = ("1x1 pooling with stride > 1 (a subsampling): XNNPACK refuses 1x1 pooling windows; the graph "
                       "splits into one more XNNPACK partition here")
+        elif op.strides is not None and any(step != 1 for step in op.strides):
+            reason = (f"strided slice with strides {list(op.strides)}: XNNPACK slices with stride 1 only; the graph "
+                      f"splits into one more XNNPACK partition here")
         elif op.name in XNNPACK_FLOAT_ONLY and types & set(_EIGHT_BIT):
             reason = f"XNNPACK takes {op.name} in float only"
         elif op.name == "QUANTIZE" and len({g.tensors[t].type for t in op.inputs[:1] + op.outputs[:1]} & {
