@@ -30,10 +30,9 @@ APIS = ("compiled", "interpreter")
 
 
 def cpu_line() -> str:
-    from resnet_edge.runtime import cpu_info
+    from resnet_edge.runtime import describe_cpu
 
-    cpu = cpu_info()
-    return f"{cpu['model']}, {cpu['cores']} cores, features: {' '.join(cpu['features'] or ['unknown'])}"
+    return describe_cpu()
 
 
 def convert(name: str, workdir: str) -> dict[str, str]:

@@ -52,8 +52,14 @@ def machine() -> list[str]:
             versions.append(f"{package} {version(package)}")
         except PackageNotFoundError:
             pass
+    try:  # the int8 figures depend on these (VNNI, AMX, Arm dot-product): docs/benchmarks.md, per ISA
+        from resnet_edge.runtime import describe_cpu
+
+        features = describe_cpu().split(" cores, ", 1)[1]
+    except ImportError:
+        features = "features not read (resnet-edge not installed)"
     return [f"- date: {datetime.date.today().isoformat()}", f"- CPU: {cpu}, {os.cpu_count()} cores, "
-            f"{memory:.0f} GiB; {platform.platform()}", f"- Python {platform.python_version()}; {', '.join(versions)}",
+            f"{memory:.0f} GiB; {platform.platform()}", f"- CPU {features}", f"- Python {platform.python_version()}; {', '.join(versions)}",
             f"- TFLite figures: {THREADS} threads, batch 1, median of timed runs"]
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from . import __version__
 from .metadata import finite_json
 from .preprocess import DEFAULT_MAX_PIXELS, scan_images
-from .runtime import ACCELERATORS, APIS, RUNTIMES, ModelError, RuntimeUnavailable, cpu_info
+from .runtime import ACCELERATORS, APIS, RUNTIMES, ModelError, RuntimeUnavailable, cpu_info, describe_cpu
 
 PROG = "resnet-edge"
 
@@ -228,8 +228,7 @@ def benchmark(args: argparse.Namespace) -> int:
         print(f"latency (ms): min {report['min_ms']:.3f}  median {report['median_ms']:.3f}  "
               f"p90 {report['p90_ms']:.3f}  p99 {report['p99_ms']:.3f}  ({report['runs']} runs, {report['warmup']} warm-up)")
         print(f"throughput: {report['images_per_s'] or float('nan'):.1f} images/s")
-        cpu = report["cpu"]
-        print(f"cpu: {cpu['model']}, {cpu['cores']} cores, features {' '.join(cpu['features'] or ['unknown'])}")
+        print(f"cpu: {describe_cpu(report['cpu'])}")
     return 0
 
 

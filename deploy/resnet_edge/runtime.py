@@ -599,7 +599,8 @@ CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
 
 def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
     """``{"model", "cores", "features"}`` of this machine: the model name and those of :data:`CPU_FEATURES` that
-    ``/proc/cpuinfo`` lists (x86 ``flags``, Arm ``Features``); ``features`` is None where that file is missing."""
+    ``/proc/cpuinfo`` lists (x86 ``flags``, Arm ``Features``); ``features`` is None where that file is missing.
+    Under ``benchmarks/emulate_isa.py`` the features CPUID hides are left out and listed in ``cpuid_hidden``."""
     import platform
 
     if cpuinfo is None:
@@ -618,8 +619,22 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
             flags = set(value.split())
     if not model and "CPU implementer" in cpuinfo:
         model = f"Arm (implementer {cpuinfo.split('CPU implementer')[1].split(':')[1].split()[0]})"
-    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
-            "cores": os.cpu_count(), "features": [f for f in CPU_FEATURES if f in flags] if cpuinfo else None}
+    # benchmarks/emulate_isa.py masks CPUID (what XNNPACK reads) but not /proc/cpuinfo: report what the kernels see
+    hidden = set(os.environ.get("RESNET_EDGE_CPUID_HIDDEN", "").split()) & flags
+    info = {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(),
+            "cores": os.cpu_count(), "features": [f for f in CPU_FEATURES if f in flags - hidden] if cpuinfo else None}
+    if hidden:
+        info["cpuid_hidden"] = sorted(hidden)
+    return info
+
+
+def describe_cpu(cpu: dict[str, Any] | None = None) -> str:
+    """One line for a benchmark figure: model, cores, features (and what CPUID hides, under emulation)."""
+    cpu = cpu_info() if cpu is None else cpu
+    line = f"{cpu['model']}, {cpu['cores']} cores, features {' '.join(cpu['features'] or ['unknown'])}"
+    if cpu.get("cpuid_hidden"):
+        line += f" (emulated: CPUID hides {' '.join(cpu['cpuid_hidden'])})"
+    return line
 
 
 # ---- the entry point ----------------------------------------------------------------------------------------

@@ -89,3 +89,16 @@ def test_cpu_features():
     arm = R.cpu_info(ARM)
     assert arm["features"] == ["asimd", "asimddp"] and arm["model"] == "Arm (implementer 0x41)"
     assert R.cpu_info("")["features"] is None
+
+
+def test_cpu_features_under_isa_emulation(monkeypatch):
+    """benchmarks/emulate_isa.py hides features from CPUID, not from /proc/cpuinfo: the record says what ran."""
+    monkeypatch.setenv("RESNET_EDGE_CPUID_HIDDEN", "avx512f avx512bw avx512vl avx512_vnni avx_vnni amx_tile amx_int8 "
+                                                   "amx_bf16 avx512_fp16")
+    x86 = R.cpu_info(X86)
+    assert x86["features"] == ["avx2", "fma"]
+    assert x86["cpuid_hidden"] == ["amx_bf16", "amx_int8", "amx_tile", "avx512_vnni", "avx512bw", "avx512f",
+                                   "avx512vl", "avx_vnni"]  # what this CPU has of them
+    assert R.describe_cpu(x86).endswith("features avx2 fma (emulated: CPUID hides amx_bf16 amx_int8 amx_tile "
+                                        "avx512_vnni avx512bw avx512f avx512vl avx_vnni)")
+    assert "cpuid_hidden" not in R.cpu_info(ARM)
