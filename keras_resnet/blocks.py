@@ -33,28 +33,35 @@ BRANCHES: dict[str, tuple[tuple[int, int, bool], ...]] = {
 }
 
 
-# Scoped, not global: set only inside ``with tflite_tracing():`` of the thread (or task) that converts.
-_TRACE_PLAIN_PAD: contextvars.ContextVar[bool] = contextvars.ContextVar("keras_resnet_trace_plain_pad",
-                                                                        default=False)
+# Scoped, not global: set only inside ``with tflite_tracing():`` of the thread (or task) that converts; the value
+# is how ChannelPadding's subsampling is traced (one of SUBSAMPLE_TRACES), None outside.
+_TRACING: contextvars.ContextVar[str | None] = contextvars.ContextVar("keras_resnet_tflite_tracing", default=None)
+SUBSAMPLE_TRACES = ("space_to_depth", "max_pool")
 
 
 @contextlib.contextmanager
-def tflite_tracing():
-    """Trace :class:`ChannelPadding` as a plain Pad (for the TFLite converter) inside this block.
+def tflite_tracing(subsample: str = "space_to_depth"):
+    """Trace :class:`ChannelPadding` for the TFLite converter inside this block.
 
-    TensorFlow runs it as PadV2 (the pad value a tensor): its oneDNN graph rewrite segfaults on a plain
-    Pad in pre-activation blocks (TF 2.21). The TFLite int8 quantizer, though, leaves the neighbouring
-    strided conv in float next to a PADV2, and exports are never run by TensorFlow: so they get PAD.
+    Its zero channels become a plain Pad. TensorFlow runs them as PadV2 (the pad value a tensor): its oneDNN
+    graph rewrite segfaults on a plain Pad in pre-activation blocks (TF 2.21). The TFLite int8 quantizer, though,
+    leaves the neighbouring strided conv in float next to a PADV2, and exports are never run by TensorFlow.
+
+    Its subsampling becomes ``subsample``: ``space_to_depth`` (SPACE_TO_DEPTH + channel slice, which XNNPACK
+    takes: one CPU partition) or ``max_pool`` (a 1x1/stride-2 MAX_POOL_2D, which XNNPACK refuses but TFLite runs
+    in int16 too: it has no int16 SPACE_TO_DEPTH, so ai-edge-quantizer's int16 recipe would leave that float).
     """
-    token = _TRACE_PLAIN_PAD.set(True)
+    if subsample not in SUBSAMPLE_TRACES:
+        raise ValueError(f"subsample must be one of {SUBSAMPLE_TRACES}, not {subsample!r}")
+    token = _TRACING.set(subsample)
     try:
         yield
     finally:
-        _TRACE_PLAIN_PAD.reset(token)
+        _TRACING.reset(token)
 
 
 def _pad_value(ops, dtype):
-    return 0 if _TRACE_PLAIN_PAD.get() else ops.zeros((), dtype=dtype)
+    return 0 if _TRACING.get() else ops.zeros((), dtype=dtype)
 
 
 @keras.saving.register_keras_serializable("keras_resnet")
@@ -94,11 +101,15 @@ def _subsample(x, stride: int):
     """``x[:, ::stride, ::stride, :]``; traced for TFLite, SPACE_TO_DEPTH and a channel slice (one XNNPACK
     partition, see :class:`ChannelPadding`): the first ``channels`` outputs of space-to-depth are the top-left
     pixel of every ``stride × stride`` cell."""
+    tracing = _TRACING.get()
     if stride == 1:
         return x
-    if not _TRACE_PLAIN_PAD.get():
+    if not tracing:
         return x[:, ::stride, ::stride, :]
     import tensorflow as tf  # tracing for the TFLite converter is TensorFlow's
+
+    if tracing == "max_pool":
+        return tf.nn.max_pool2d(x, 1, stride, "VALID")
 
     height, width, depth = x.shape[1], x.shape[2], x.shape[3]
     if height % stride or width % stride:  # odd sizes: x[::2] keeps the last row, so pad one on

@@ -120,10 +120,10 @@ def _input_spec(model, batch: int | None):
     return tf.TensorSpec((batch, *shape), tf.float32, name="image")
 
 
-def _converter(model, batch: int | None, workdir: str):
+def _converter(model, batch: int | None, workdir: str, subsample: str = "space_to_depth"):
     from keras_resnet.blocks import tflite_tracing
 
-    with tflite_tracing():  # option-A ChannelPadding as PAD (see there)
+    with tflite_tracing(subsample):  # option-A ChannelPadding as PAD, its subsampling as `subsample` (see there)
         return _trace(model, batch, workdir)
 
 
@@ -152,10 +152,12 @@ def _trace(model, batch: int | None, workdir: str):
 
 
 def convert_model(model, *, quantization: str = "float32", io_type: str = "float32", batch: int | None = None,
-                  calibration: np.ndarray | None = None, temp_dir: str | None = None) -> bytes:
+                  calibration: np.ndarray | None = None, temp_dir: str | None = None,
+                  subsample: str = "space_to_depth") -> bytes:
     """``.tflite`` bytes of ``model``. ``calibration``: model-ready float32 images for int8 PTQ. ``temp_dir``: where
     the temporary SavedModel folder goes (default: the system's temporary folder); it is removed afterwards, and
-    one left by a killed conversion is removed by the next conversion there (see :func:`convert`)."""
+    one left by a killed conversion is removed by the next conversion there (see :func:`convert`).
+    ``subsample``: how option A's subsampling is traced (:func:`keras_resnet.blocks.tflite_tracing`)."""
     import tensorflow as tf
 
     if quantization not in MODES:
@@ -167,7 +169,7 @@ def convert_model(model, *, quantization: str = "float32", io_type: str = "float
     def attempt(new_quantizer: bool) -> bytes:
         workdir = tempfile.mkdtemp(prefix=runlock.temporary_prefix("convert"), dir=temp_dir)
         try:
-            converter = _converter(model, batch, workdir)
+            converter = _converter(model, batch, workdir, subsample)
             converter.experimental_new_quantizer = new_quantizer
             if quantization == "float16":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
