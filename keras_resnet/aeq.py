@@ -10,10 +10,11 @@ the converter's int8 path uses. The result gets the same metadata and the same v
   first, printed and written to ``DIR/diagnostics.json`` with a plot ``DIR/diagnostics.png``.
 - **Selective precision** (``--int16 PATTERNS``, ``--keep-float PATTERNS``): ops picked by regexes searched in
   the Keras layer names (``conv2_block1_2_conv``, ``predictions``), or ``stem`` / ``classifier``.
-- **Mixed-precision search** (``--max-accuracy-drop POINTS``): greedy. From all int8, promote one op at a time,
-  in the order of the all-int8 diagnostics (worst SNR first), to int16 activations, then (if every op is int16
-  and the budget is still not met) to float, until the validation accuracy is within the budget of the Keras
-  model's. Every step's size, latency and accuracy is a table row, beside the converter's float32 and int8.
+- **Mixed-precision search** (``--max-accuracy-drop POINTS``): greedy. From all int8, promote one op at a time
+  to int16 activations, then (if every op is int16 and the budget is still not met) to float, until the
+  validation accuracy is within the budget of the Keras model's. Each step promotes the worst-SNR op of the
+  previous step's model (diagnosed again after every promotion, since one op's precision moves the error of the
+  ops after it). Every step's size, latency and accuracy is a table row, beside the converter's float32 and int8.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -327,10 +329,11 @@ class Step:
     int16: list[str] = field(default_factory=list)
     floating: list[str] = field(default_factory=list)
     within_budget: bool | None = None
+    promoted: str | None = None  # the op this step moved, and its SNR in the previous step's model
 
 
 def _step(name: str, quantizer: str, content: bytes, job: Job, spec: ConvertSpec, workdir: str,
-          int16=(), floating=(), budget: float | None = None) -> tuple[Step, bytes]:
+          int16=(), floating=(), budget: float | None = None, promoted: str | None = None) -> tuple[Step, bytes]:
     """Measure ``content`` (metadata embedded) in resnet-edge as the final file would be."""
     content = embed_metadata(content, job.metadata(spec, name))
     path = os.path.join(workdir, "step.tflite")
@@ -341,49 +344,64 @@ def _step(name: str, quantizer: str, content: bytes, job: Job, spec: ConvertSpec
     drop = None if accuracy is None else round(100 * (keras - accuracy), 4)
     within = None if budget is None or drop is None else drop <= budget + 1e-9
     return Step(name, quantizer, len(content), accuracy, drop, result["agreement"], latency,
-                [op.layer for op in int16], [op.layer for op in floating], within), content
+                [op.layer for op in int16], [op.layer for op in floating], within, promoted), content
 
 
 def search_lines(steps: list[Step], budget: float, threads: int, samples: int, source: str) -> list[str]:
-    lines = [f"mixed-precision search (greedy, worst SNR first) for an accuracy drop <= {budget:g} points on "
-             f"{samples} {source} images; latency: median of batch-1 runs, {threads} threads:",
-             f"  {'step':<30}  {'size MB':>8}  {'latency ms':>10}  {'accuracy':>8}  {'drop pts':>8}  budget"]
+    lines = [f"mixed-precision search (greedy, worst SNR first, re-ranked each step) for an accuracy drop <= "
+             f"{budget:g} points on {samples} {source} images; latency: median of batch-1 runs, {threads} threads:",
+             f"  {'step':<30}  {'size MB':>8}  {'latency ms':>10}  {'accuracy':>8}  {'drop pts':>8}  budget  promoted"]
     for step in steps:
         accuracy = "-" if step.accuracy is None else f"{100 * step.accuracy:.2f}%"
         drop = "-" if step.drop_points is None else f"{step.drop_points:+.2f}"
         within = "" if step.within_budget is None else ("within" if step.within_budget else "over")
         lines.append(f"  {step.name[:30]:<30}  {step.size_bytes / 1e6:>8.3f}  {step.latency_ms:>10.2f}  "
-                     f"{accuracy:>8}  {drop:>8}  {within}")
+                     f"{accuracy:>8}  {drop:>8}  {within:<6}  {step.promoted or ''}".rstrip())
     return lines
 
 
+def _next_move(rows: list[dict], by_index: dict[int, Op], int16: list[Op], floating: list[Op]):
+    """The worst-SNR op of ``rows`` (one model's diagnostics, worst first) still int8, to int16; when none is
+    left, the worst one not yet float, to float; None when every op is float."""
+    promoted = {op.index for op in int16} | {op.index for op in floating}
+    for kind, taken in (("int16", promoted), ("float", {op.index for op in floating})):
+        for row in rows:
+            if row["index"] not in taken:
+                return kind, by_index[row["index"]], row["snr_db"]
+    return None
+
+
 def search(aeq, float_content: bytes, ops: list[Op], ranking: list[dict], ranges: dict | None, job: Job,
-           spec: ConvertSpec, workdir: str, int16: list[Op], floating: list[Op]) -> tuple[list[Step], bytes, list[Op],
-                                                                                      list[Op]]:
-    """Greedy search (see the module docstring). Returns (the aeq steps, the chosen model, its int16 and float
+           spec: ConvertSpec, workdir: str, int16: list[Op], floating: list[Op],
+           rediagnose: Callable[[bytes], list[dict]]) -> tuple[list[Step], bytes, list[Op], list[Op]]:
+    """Greedy search (see the module docstring): ``ranking`` is the diagnostics of the first step's model, and
+    ``rediagnose(content)`` ranks each later one. Returns (the aeq steps, the chosen model, its int16 and float
     ops); ValidationError when even the last step misses the budget."""
     budget = spec.max_accuracy_drop
-    by_layer = {op.index: op for op in ops}
-    order = [by_layer[row["index"]] for row in ranking]  # worst SNR first
+    by_index = {op.index: op for op in ops}
     int16, floating = list(int16), list(floating)
-    moves = [("int16", op) for op in order if op not in int16 and op not in floating]
-    moves += [("float", op) for op in order if op not in floating]
-    steps: list[Step] = []
+    rows, promoted, steps = ranking, None, []
     while True:
         content = quantize(_quantizer(aeq, float_content, "static_wi8_ai8", int16, floating,
                                       io_type(spec) == "float32"), ranges)
-        promoted = len(int16) + len(floating)
-        name = "aeq all int8" if not promoted else f"aeq +{len(int16)} int16 +{len(floating)} float"
-        step, content = _step(name, "aeq", content, job, spec, workdir, int16, floating, budget)
+        count = len(int16) + len(floating)
+        name = "aeq all int8" if not count else f"aeq +{len(int16)} int16 +{len(floating)} float"
+        step, content = _step(name, "aeq", content, job, spec, workdir, int16, floating, budget, promoted)
         steps.append(step)
-        if step.within_budget or not moves:
+        if step.within_budget:
             break
-        kind, op = moves.pop(0)
+        if len(steps) > 1:  # promoting one op moves the error of the ops after it: rank this model's ops again
+            rows = rediagnose(content)
+        move = _next_move(rows, by_index, int16, floating)
+        if move is None:
+            break
+        kind, op, snr = move
         if kind == "int16":
             int16.append(op)
         else:
             int16 = [o for o in int16 if o != op]
             floating.append(op)
+        promoted = f"{op.layer} -> {kind} ({'-' if snr is None else format(snr, '.1f')} dB)"
     if not steps[-1].within_budget:
         raise ValidationError(f"no mix within --max-accuracy-drop {budget:g}: with every conv/Add/dense op in "
                               f"float the drop is still {steps[-1].drop_points:.2f} points; nothing written")
@@ -447,7 +465,9 @@ def convert_aeq(model_or_path, output: str, spec: ConvertSpec, *, force: bool = 
     threshold = MIN_AGREEMENT["int8"] if spec.min_agreement is None else spec.min_agreement
 
     start = time.perf_counter()
-    float_content = convert_model(job.model, quantization="float32", temp_dir=job.folder)
+    # TFLite has no int16 SPACE_TO_DEPTH: for int16 activations option A subsamples with a 1x1 MAX_POOL_2D
+    float_content = convert_model(job.model, quantization="float32", temp_dir=job.folder,
+                                  subsample="max_pool" if recipe == "static_wi8_ai16" else "space_to_depth")
     ops = graph_ops(aeq, float_content, job.model)
     signature = _signature_input(float_content)
     int16 = select(ops, spec.int16, "--int16")
@@ -467,8 +487,9 @@ def convert_aeq(model_or_path, output: str, spec: ConvertSpec, *, force: bool = 
     if search_on:
         with tempfile.TemporaryDirectory(prefix=runlock.temporary_prefix("convert"), dir=job.folder) as workdir:
             steps = _reference_steps(job, spec, workdir, float_content)
-            found, content, int16, floating = search(aeq, float_content, ops, rows, ranges, job, spec, workdir,
-                                                     int16, floating)
+            found, content, int16, floating = search(
+                aeq, float_content, ops, rows, ranges, job, spec, workdir, int16, floating,
+                lambda step: diagnose(aeq, float_content, step, ops, signature, images, spec.threads))
             steps += found
         if len(found) > 1:  # the diagnostics describe the chosen mix
             rows = diagnose(aeq, float_content, content, ops, signature, images, spec.threads)
