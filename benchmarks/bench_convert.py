@@ -4,6 +4,7 @@ CPU model and the features that decide the int8 speed-up (AVX2, AVX-512, VNNI, A
 (--accuracy) ResNet-20 / ResNet-20 V2 on digits: float vs float16 vs PTQ int8 vs QAT int8 accuracy.
 
     python benchmarks/bench_convert.py [--quick | --models resnet20,resnet56] [--threads 2] [--rounds 5] [--accuracy]
+    python benchmarks/bench_convert.py --keep DIR ...   (also keep the converted files in DIR)
     python benchmarks/bench_convert.py --from DIR ...   (time files converted earlier; no TensorFlow needed)
     (--quick: ResNet-20 only)
 
@@ -73,10 +74,14 @@ def latency(files: dict[str, dict[str, str]], threads: int, rounds: int, runs: i
     return {key: (float(np.median(v)), runners[key].info) for key, v in samples.items()}
 
 
-def latency_table(names: list[str], threads: int, rounds: int, source: str | None = None) -> None:
+def latency_table(names: list[str], threads: int, rounds: int, source: str | None = None,
+                  keep: str | None = None) -> None:
     """``source``: a folder with NAME_float32.tflite and NAME_int8.tflite (from an earlier run's --keep) to time
-    on a machine without TensorFlow; else the models are converted here."""
+    on a machine without TensorFlow; else the models are converted here (into ``keep`` if given)."""
     with tempfile.TemporaryDirectory() as workdir:
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            workdir = keep
         if source:
             files = {name: {mode: os.path.join(source, f"{name}_{mode}.tflite") for mode in ("float32", "int8")}
                      for name in names}
@@ -157,6 +162,7 @@ def main() -> None:
     parser.add_argument("--from", dest="source", metavar="DIR",
                         help="time NAME_float32.tflite / NAME_int8.tflite from DIR instead of converting (no "
                              "TensorFlow needed: for timing on another machine)")
+    parser.add_argument("--keep", metavar="DIR", help="write the converted files to DIR (for --from elsewhere)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--qat-epochs", type=int, default=2)
     args = parser.parse_args()
@@ -168,7 +174,9 @@ def main() -> None:
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
-    latency_table(names, args.threads, args.rounds, args.source)
+    if args.keep and args.source:
+        parser.error("--keep converts; --from times files converted earlier: give one")
+    latency_table(names, args.threads, args.rounds, args.source, args.keep)
     if args.accuracy:
         with tempfile.TemporaryDirectory() as workdir:
             for name in ("resnet20", "resnet20v2"):
