@@ -81,8 +81,7 @@ class ChannelPadding(keras.layers.Layer):
 
     def __init__(self, padding: int, stride: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.padding = int(padding)
-        self.stride = int(stride)
+        self.padding, self.stride = _checked(padding, stride)
 
     def call(self, x):
         x = _subsample(x, self.stride)
@@ -95,6 +94,15 @@ class ChannelPadding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding, "stride": self.stride}
+
+
+def _checked(padding, stride) -> tuple[int, int]:
+    """ChannelPadding's arguments, refused (ValueError) unless padding >= 0 and stride >= 1: a saved file's config
+    is untrusted input."""
+    padding, stride = int(padding), int(stride)
+    if padding < 0 or stride < 1:
+        raise ValueError(f"ChannelPadding needs padding >= 0 and stride >= 1, not padding={padding}, stride={stride}")
+    return padding, stride
 
 
 def _subsample(x, stride: int):
@@ -134,8 +142,7 @@ def tf_keras_channel_padding() -> type:
 
         def __init__(self, padding: int, stride: int = 1, **kwargs):
             super().__init__(**kwargs)
-            self.padding = int(padding)
-            self.stride = int(stride)
+            self.padding, self.stride = _checked(padding, stride)
 
         def call(self, x):
             return tf.pad(_subsample(x, self.stride), [[0, 0]] * (len(x.shape) - 1) + [[0, self.padding]],
