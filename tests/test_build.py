@@ -150,7 +150,7 @@ def test_channel_padding_subsamples_as_a_1x1_max_pool(size):
     assert ChannelPadding.from_config({"name": "old", "padding": 3}).stride == 1
     for bad in ({"padding": 3, "stride": 0}, {"padding": -1}):  # a saved file's config is untrusted
         with pytest.raises(ValueError, match="padding >= 0 and stride >= 1"):
-            ChannelPadding.from_config({"name": "bad", **bad})
+            ChannelPadding(**bad)
 
 
 @pytest.mark.parametrize("shortcut,projections", [("A", 0), ("B", 2), ("C", 9)])
