@@ -55,6 +55,19 @@ def test_keras_resnet_training_models_pass(resnet_keras):
     assert {"ChannelPadding", "ResNetSchedule", "SGD", "Normalization", "Functional"} <= names
 
 
+def test_channel_padding_arguments_from_a_file_are_checked(resnet_keras, tmp_path):
+    """A registered layer's config is untrusted too: ChannelPadding with stride 0 is one ModelFileError line."""
+    pytest.importorskip("keras")
+    config = _config(resnet_keras)
+    layers = [obj for obj, _ in model_io._walk(config) if obj.get("class_name") == "ChannelPadding"]
+    assert layers and all(layer["config"]["stride"] == 2 for layer in layers)
+    layers[0]["config"]["stride"] = 0
+    path = files.rewrite_keras(resnet_keras, tmp_path / "stride0.keras", config_json=files.json_bytes(config))
+    with pytest.raises(ModelFileError, match="could not load") as info:
+        model_io.load_model(path)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("name,mutation,problem", [
     ("lambda", {"class_name": "Lambda"}, "a Lambda layer"),
     ("escaped", {"class_name": "\u004cambda"}, "a Lambda layer"),  # what json.loads gives for "\u004cambda"
