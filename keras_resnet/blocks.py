@@ -74,9 +74,10 @@ class ChannelPadding(keras.layers.Layer):
     interpreter crashes on it. tfmot passes this layer through unquantized, as it does ZeroPadding2D.
 
     Why the subsampling is in here, not a ``MaxPooling2D(1, strides=2)`` (what files saved by earlier versions
-    hold; they still load and convert): XNNPACK refuses 1x1 pooling windows, and so does a stride-2 STRIDED_SLICE, so each of those
-    splits the CPU graph in another XNNPACK partition. Traced for TFLite (:func:`tflite_tracing`) this layer is
-    SPACE_TO_DEPTH + a channel slice + PAD, all three XNNPACK ops: an option-A ResNet runs as one partition.
+    hold; they still load and convert): XNNPACK refuses 1x1 pooling windows, and stride-2 STRIDED_SLICEs too, so
+    each of those splits the CPU graph into one more XNNPACK partition. Traced for TFLite (:func:`tflite_tracing`)
+    this layer is SPACE_TO_DEPTH + a channel slice + PAD, all three XNNPACK ops: an option-A ResNet runs as one
+    partition (docs/benchmarks.md: 8-12% off int8 latency on a VNNI CPU).
     """
 
     def __init__(self, padding: int, stride: int = 1, **kwargs):
@@ -109,9 +110,9 @@ def _subsample(x, stride: int):
     """``x[:, ::stride, ::stride, :]``; traced for TFLite, SPACE_TO_DEPTH and a channel slice (one XNNPACK
     partition, see :class:`ChannelPadding`): the first ``channels`` outputs of space-to-depth are the top-left
     pixel of every ``stride × stride`` cell."""
-    tracing = _TRACING.get()
     if stride == 1:
         return x
+    tracing = _TRACING.get()
     if not tracing:
         return x[:, ::stride, ::stride, :]
     import tensorflow as tf  # tracing for the TFLite converter is TensorFlow's
