@@ -71,8 +71,8 @@ def main() -> None:
 
     console.quiet()
     console.import_tensorflow()
-    from bench_convert import cpu_line
     from resnet_edge import Classifier
+    from resnet_edge.runtime import describe_cpu
 
     with tempfile.TemporaryDirectory() as workdir:
         paths = files(args.model, workdir, args.threads)
@@ -86,7 +86,7 @@ def main() -> None:
         info = {label: runner.info for label, runner in runners.items()}
         del runners
     base = float(np.median(samples["converter float32"]))
-    print(f"\nCPU: {cpu_line()}\n{args.model}, 32², random weights, batch 1, {args.threads} threads, median of "
+    print(f"\nCPU: {describe_cpu()}\n{args.model}, 32², random weights, batch 1, {args.threads} threads, median of "
           f"{args.rounds} alternating rounds of {args.runs} runs\n")
     print("| file | size (MB) | latency (ms) | / converter float32 | runner path |")
     print("|---|---|---|---|---|")

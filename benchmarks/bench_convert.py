@@ -30,12 +30,6 @@ MODELS = {"resnet20": ((32, 32, 3), 10), "resnet56": ((32, 32, 3), 10), "resnet5
 APIS = ("compiled", "interpreter")
 
 
-def cpu_line() -> str:
-    from resnet_edge.runtime import describe_cpu
-
-    return describe_cpu()
-
-
 def convert(name: str, workdir: str) -> dict[str, str]:
     """float32 and int8 .tflite files of a random-weight model; {format: path}."""
     from keras_resnet import convert as C
@@ -88,7 +82,9 @@ def latency_table(names: list[str], threads: int, rounds: int, source: str | Non
         else:
             files = {name: convert(name, workdir) for name in names}
         results = latency(files, threads, rounds, runs=20 if "resnet50" in names else 50)
-    cpu = cpu_line()
+    from resnet_edge.runtime import describe_cpu
+
+    cpu = describe_cpu()
     print(f"\nCPU: {cpu}\nthreads {threads}, batch 1, median of {rounds} alternating rounds\n")
     print("| model | input | API (path) | float32 (ms) | int8 (ms) | int8/float32 | float32 speed / int8 speed |")
     print("|---|---|---|---|---|---|---|")

@@ -93,13 +93,18 @@ def environment(isa: str, library: str) -> dict[str, str]:
     return env
 
 
+def cpu_flags() -> list[str]:
+    """The x86 ``flags`` line of /proc/cpuinfo (OSError where it cannot be read)."""
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+
+
 def preflight() -> list[str]:
     """This CPU's /proc/cpuinfo flags; exits with an error where CPUID cannot be masked."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         _fail(f"ISA emulation masks x86 CPUID on Linux; this is {sys.platform} {platform.machine()}")
     try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+        flags = cpu_flags()
     except OSError as error:
         _fail(f"cannot read /proc/cpuinfo: {error.strerror}")
     if "cpuid_fault" not in flags:

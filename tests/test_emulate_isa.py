@@ -19,8 +19,7 @@ spec.loader.exec_module(emulate_isa)
 
 def _flags() -> set[str]:
     try:
-        with open("/proc/cpuinfo") as f:
-            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+        return set(emulate_isa.cpu_flags())
     except OSError:
         return set()
 
