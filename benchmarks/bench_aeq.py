@@ -33,9 +33,9 @@ VARIANTS = [
 
 
 def files(name: str, workdir: str, threads: int) -> dict[str, str]:
-    from keras_resnet import aeq
-    from keras_resnet import convert as C
-    from keras_resnet.build import build_model
+    from keras_resnet.export import aeq
+    from keras_resnet.export import convert as C
+    from keras_resnet.model.build import build_model
 
     module = aeq.require()
     model = build_model(name, weights=None, input_shape=(32, 32, 3), classes=10)
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
-    from keras_resnet import console
+    from keras_resnet.core import console
 
     console.quiet()
     console.import_tensorflow()

@@ -32,8 +32,8 @@ APIS = ("compiled", "interpreter")
 
 def convert(name: str, workdir: str) -> dict[str, str]:
     """float32 and int8 .tflite files of a random-weight model; {format: path}."""
-    from keras_resnet import convert as C
-    from keras_resnet.build import build_model
+    from keras_resnet.export import convert as C
+    from keras_resnet.model.build import build_model
 
     shape, classes = MODELS[name]
     model = build_model(name, weights=None, input_shape=shape, classes=classes)
@@ -116,11 +116,12 @@ def _accuracy(content: bytes, workdir: str, x: np.ndarray, y: np.ndarray) -> flo
 def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     import keras
 
-    from keras_resnet import convert as C
-    from keras_resnet import data, train
-    from keras_resnet import quantize as Q
-    from keras_resnet.model_io import load_model
-    from keras_resnet.options import QATSpec
+    from keras_resnet.data import datasets as data
+    from keras_resnet.export import convert as C
+    from keras_resnet.io.model_io import load_model
+    from keras_resnet.quant import quantize as Q
+    from keras_resnet.spec.options import QATSpec
+    from keras_resnet.train import loop as train
 
     keras.utils.set_random_seed(0)
     info = data.info("digits")
@@ -163,7 +164,7 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=2)
     args = parser.parse_args()
     if not args.source or args.accuracy:
-        from keras_resnet import console
+        from keras_resnet.core import console
 
         console.import_tensorflow(silenced=True)
     names = ["resnet20"] if args.quick else [m for m in args.models.split(",") if m]

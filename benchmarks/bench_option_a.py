@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
-    from keras_resnet import console
+    from keras_resnet.core import console
 
     console.import_tensorflow(silenced=True)
     import keras
@@ -38,9 +38,9 @@ def main() -> None:
     from resnet_edge.check import check
     from resnet_edge.runtime import describe_cpu
 
-    from keras_resnet import blocks
-    from keras_resnet import convert as C
-    from keras_resnet.build import build_model
+    from keras_resnet.export import convert as C
+    from keras_resnet.model import blocks
+    from keras_resnet.model.build import build_model
 
     current = blocks.ChannelPadding
 

@@ -1,4 +1,4 @@
-"""QAT engines compared: float, PTQ int8, tfmot QAT int8 and native Keras QAT int8 (keras_resnet.qat) on one trained
+"""QAT engines compared: float, PTQ int8, tfmot QAT int8 and native Keras QAT int8 (keras_resnet.quant.qat) on one trained
 model, with 95% Wilson intervals, Keras-vs-TFLite top-1 agreement, and the QAT training step time against a float
 step (TensorFlow backend, one process, same batch).
 
@@ -9,7 +9,7 @@ step (TensorFlow backend, one process, same batch).
 
 The float model is trained here (SGD 0.05, momentum 0.9, batch 64, no augmentation) unless --float-model is given.
 Both QAT engines fine-tune it with the same QATSpec (SGD 1e-3, momentum 0.9, batch 64) and are converted by
-``keras_resnet.convert.convert_model``; accuracies are of the .tflite files on the test split, run in resnet-edge.
+``keras_resnet.export.convert.convert_model``; accuracies are of the .tflite files on the test split, run in resnet-edge.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def step_times(float_model, x, y, batch: int, steps: int) -> dict:
     """
     import keras
 
-    from keras_resnet import qat
+    from keras_resnet.quant import qat
 
     xb, yb = np.asarray(x[:batch], "float32"), np.asarray(y[:batch])
     clone = keras.models.clone_model(float_model)
@@ -122,12 +122,14 @@ def compare_backends(args) -> int:
 def run(args, workdir: str) -> dict:
     import keras
 
-    from keras_resnet import convert as C
-    from keras_resnet import data, qat, train
-    from keras_resnet import quantize as Q
-    from keras_resnet.build import predict
-    from keras_resnet.model_io import load_model
-    from keras_resnet.options import QATSpec
+    from keras_resnet.data import datasets as data
+    from keras_resnet.export import convert as C
+    from keras_resnet.io.model_io import load_model
+    from keras_resnet.model.build import predict
+    from keras_resnet.quant import qat
+    from keras_resnet.quant import quantize as Q
+    from keras_resnet.spec.options import QATSpec
+    from keras_resnet.train import loop as train
 
     print(f"backend {keras.backend.backend()}, dataset {args.dataset}, model {args.model}", flush=True)
     x, y = data.load(args.dataset, "train", args.data_dir)

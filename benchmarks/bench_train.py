@@ -49,8 +49,8 @@ def _fit_seconds(model, timer, *args, **kwargs) -> float:
 
 
 def pipeline_vs_memory(name: str, rounds: int, batch: int = 128) -> dict:
-    from keras_resnet import data
-    from keras_resnet.train import Recipe, compile_model, model_for_dataset
+    from keras_resnet.data import datasets as data
+    from keras_resnet.train.loop import Recipe, compile_model, model_for_dataset
 
     info = data.info("digits")
     x, y = data.load("digits", "train")
@@ -82,7 +82,7 @@ def ours_vs_keras_applications(rounds: int, size: int, batch: int = 32, steps: i
     import keras
     import tensorflow as tf  # the same tf.data input on every backend
 
-    from keras_resnet.build import ResNet50
+    from keras_resnet.model.build import ResNet50
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (batch * steps, size, size, 3)).astype("float32")
@@ -134,7 +134,7 @@ def cpu_description() -> str:
 def backend_description() -> str:
     import keras
 
-    from keras_resnet.train import backend_info
+    from keras_resnet.train.loop import backend_info
 
     info = backend_info()
     return f"Keras {keras.__version__} on {info['name']} {info['version']}"

@@ -21,8 +21,8 @@ import time
 import numpy as np
 from resnet_edge import Classifier
 
-from keras_resnet import convert
-from keras_resnet.build import build_model
+from keras_resnet.export import convert
+from keras_resnet.model.build import build_model
 
 MODELS = {"resnet50 (v1.5, timm/torchvision)": ("resnet50", {"variant": "v1.5", "use_bias": False}),
           "seresnet50": ("seresnet50", {}), "resnext50_32x4d": ("resnext50_32x4d", {}),

@@ -59,7 +59,7 @@ def cpu() -> dict:
 
 
 def _arch(fixture: dict):
-    from keras_resnet.specs import Arch, BlockOptions
+    from keras_resnet.spec.specs import Arch, BlockOptions
 
     arch = Arch(fixture["block"], tuple(fixture["blocks"]), tuple(fixture["filters"]), fixture.get("stem", "imagenet"),
                 fixture.get("stem_filters"))
@@ -68,7 +68,7 @@ def _arch(fixture: dict):
 
 def write_random_safetensors(path: pathlib.Path, shapes: dict[str, list[int]], seed: int = 0) -> None:
     """A state dict of ``shapes`` with He-scaled kernels and plausible BatchNorm statistics (as tests/test_story.py)."""
-    from keras_resnet.weights import write_safetensors
+    from keras_resnet.io.weights import write_safetensors
 
     rng = np.random.default_rng(seed)
     tensors = {}
@@ -90,8 +90,9 @@ def write_random_safetensors(path: pathlib.Path, shapes: dict[str, list[int]], s
 def measure(label: str, weights: pathlib.Path, arch, opts, reference: dict | None, args, folder: str) -> dict:
     from resnet_edge import Classifier
 
-    from keras_resnet import convert, hub
-    from keras_resnet.weights import read_weights
+    from keras_resnet.export import convert
+    from keras_resnet.io import hub
+    from keras_resnet.io.weights import read_weights
 
     start = time.perf_counter()
     model = hub.convert_state_dict(read_weights(weights), arch, opts, input_shape=(None, None, 3),
@@ -167,7 +168,7 @@ def measure_all(manifest: dict, rows: list[dict], args, folder: str) -> None:
         rows.append(measure(label, FIXTURES / fixture["file"], arch, opts,
                             {"name": name, "sizes": manifest["sizes"]}, args, folder))
     if args.full_size:
-        from keras_resnet import hub
+        from keras_resnet.io import hub
 
         weights = pathlib.Path(folder) / "model.safetensors"
         write_random_safetensors(weights, manifest["full_size"]["timm:resnet50"])

@@ -22,7 +22,7 @@ Stages (one at a time; each can be rerun):
       same model in the same process (model.fit on pre-augmented in-memory arrays), ResNet-20 and ResNet-56
   figure  the degradation figure docs/degradation_fmnist.png (He et al. Fig. 6 style) from the accelerator runs
   flip  horizontal flips on/off (ResNet-20, training subset): the measurement behind Fashion-MNIST's flip=True.
-        The CLI has no flip switch, so this stage (only) calls keras_resnet.train.train in a subprocess.
+        The CLI has no flip switch, so this stage (only) calls keras_resnet.train.loop.train in a subprocess.
   report  rewrite docs/results.md only
 
 Accelerator runs: the deeper ResNet at full size and the degradation experiment on all 55,000 training images were
@@ -545,8 +545,9 @@ import json, os, resource, statistics, sys, time
 import numpy as np
 import keras
 import tensorflow as tf
-from keras_resnet import data, train
-from keras_resnet.options import Recipe
+from keras_resnet.data import datasets as data
+from keras_resnet.train import loop as train
+from keras_resnet.spec.options import Recipe
 name, limit, rounds, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
 info = data.info("fashion-mnist", data_dir)
 x, y = (a[:limit] for a in data.load("fashion-mnist", "train", data_dir))
@@ -615,11 +616,12 @@ def stage_e(r: Runner) -> None:
 
 FLIP_CODE = """
 import dataclasses, json, sys
-from keras_resnet import data, train
+from keras_resnet.data import datasets as data
+from keras_resnet.train import loop as train
 flip = sys.argv[1] == "on"
 original = data.info
 data.info = lambda *a, **k: dataclasses.replace(original(*a, **k), flip=flip)
-from keras_resnet.options import Recipe
+from keras_resnet.spec.options import Recipe
 recipe = Recipe(model="resnet20", dataset="fashion-mnist", data_dir=sys.argv[4] or None, epochs=int(sys.argv[2]),
                 batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine", seed=0, limit=int(sys.argv[5]))
 summary = train.train(recipe, sys.argv[3], verbose=2)
@@ -910,7 +912,7 @@ def report(r: Runner, path: str) -> None:
                 found = re.findall(r"float accuracy ([\d.]+)\s+QAT accuracy ([\d.]+)\s+\((\d+) epochs, (\d+) s", f.read())
             native = [float(v) for v in found[-1]] if found else None
         agree = {row["mode"]: row.get("agreement_with_source") for row in q["rows"]}
-        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.qat: fake-quant layers in keras.ops, "
+        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.quant.qat: fake-quant layers in keras.ops, "
                 "BN folded into the convs), the same number of epochs as tfmot"
                 + (f"; in Keras {_pct(native[1])} after {native[3] / 60:.1f} min" if native else "") + ". "
                 "Top-1 agreement of each QAT model in Keras with its own .tflite on the 10,000 test images: "

@@ -82,7 +82,7 @@ def tflite_formats(models: list[tuple[str, int]], workdir: str) -> tuple[list[st
     import numpy as np
 
     from keras_resnet import build_model
-    from keras_resnet import convert as C
+    from keras_resnet.export import convert as C
 
     rows = []
     for name, size in models:
@@ -117,7 +117,7 @@ def depth_scaling(depths: list[int], workdir: str) -> tuple[list[str], list[dict
     import numpy as np
 
     from keras_resnet import build_model
-    from keras_resnet import convert as C
+    from keras_resnet.export import convert as C
 
     rows = []
     for depth in depths:

@@ -2,11 +2,11 @@
 
 Importing the package is cheap: it loads neither Keras nor TensorFlow (the ``keras-resnet`` command starts in
 well under a second). The named models (``ResNet50``, ``ResNet20``, ``Plain56``, ...) live in
-:mod:`keras_resnet.models`, blocks in :mod:`keras_resnet.blocks`, the depth table in :mod:`keras_resnet.specs`;
+:mod:`keras_resnet.model.models`, blocks in :mod:`keras_resnet.model.blocks`, the depth table in :mod:`keras_resnet.spec.specs`;
 ``keras_resnet.ResNet50`` and the other names below are loaded on first access.
 
 Saved models need keras_resnet's registered classes (``ChannelPadding``, ``ResNetSchedule``, the native QAT layers
-of :mod:`keras_resnet.qat`). They are
+of :mod:`keras_resnet.quant.qat`). They are
 registered with Keras as soon as both this package and Keras are imported, in either order, so
 ``import keras_resnet; keras.saving.load_model("best.keras")`` works.
 """
@@ -15,43 +15,38 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import importlib.metadata
 import sys
 from typing import TYPE_CHECKING, Any
 
-from keras_resnet.specs import MODELS, VARIANTS, BlockOptions
-
-try:
-    __version__ = importlib.metadata.version("keras-resnets")
-except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+from keras_resnet.core.version import VERSION as __version__
+from keras_resnet.spec.specs import MODELS, VARIANTS, Arch, BlockOptions
 
 # name -> module for the lazily loaded public names (Keras is imported with the first of them).
 _LAZY: dict[str, str] = {
-    "basic_block": "keras_resnet.blocks",
-    "block": "keras_resnet.blocks",
-    "bottleneck_block": "keras_resnet.blocks",
-    "stack": "keras_resnet.blocks",
-    "ChannelPadding": "keras_resnet.blocks",
-    "ResNet": "keras_resnet.build",
-    "build_model": "keras_resnet.build",
-    "load_weights": "keras_resnet.build",
-    "transfer_weights": "keras_resnet.build",
-    "ResNetSchedule": "keras_resnet.schedules",
-    "from_keras_hub": "keras_resnet.hub",
-    "from_timm": "keras_resnet.hub",
-    "from_torchvision": "keras_resnet.hub",
-    **{spec.function: "keras_resnet.models" for spec in MODELS.values()},
+    "basic_block": "keras_resnet.model.blocks",
+    "block": "keras_resnet.model.blocks",
+    "bottleneck_block": "keras_resnet.model.blocks",
+    "stack": "keras_resnet.model.blocks",
+    "ChannelPadding": "keras_resnet.model.blocks",
+    "ResNet": "keras_resnet.model.build",
+    "build_model": "keras_resnet.model.build",
+    "load_weights": "keras_resnet.model.build",
+    "transfer_weights": "keras_resnet.model.build",
+    "ResNetSchedule": "keras_resnet.model.schedules",
+    "from_keras_hub": "keras_resnet.io.hub",
+    "from_timm": "keras_resnet.io.hub",
+    "from_torchvision": "keras_resnet.io.hub",
+    **{spec.function: "keras_resnet.model.models" for spec in MODELS.values()},
 }
 
-__all__ = ["BlockOptions", "MODELS", "VARIANTS", "__version__", *_LAZY]
+__all__ = ["Arch", "BlockOptions", "MODELS", "VARIANTS", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on first access
-    from keras_resnet.blocks import ChannelPadding, basic_block, block, bottleneck_block, stack  # noqa: F401
-    from keras_resnet.build import ResNet, build_model, load_weights, transfer_weights  # noqa: F401
-    from keras_resnet.hub import from_keras_hub, from_timm, from_torchvision  # noqa: F401
-    from keras_resnet.models import *  # noqa: F403
-    from keras_resnet.schedules import ResNetSchedule  # noqa: F401
+    from keras_resnet.io.hub import from_keras_hub, from_timm, from_torchvision  # noqa: F401
+    from keras_resnet.model.blocks import ChannelPadding, basic_block, block, bottleneck_block, stack  # noqa: F401
+    from keras_resnet.model.build import ResNet, build_model, load_weights, transfer_weights  # noqa: F401
+    from keras_resnet.model.models import *  # noqa: F403
+    from keras_resnet.model.schedules import ResNetSchedule  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
@@ -69,9 +64,9 @@ def __dir__() -> list[str]:
 
 def _register_with_keras() -> None:
     """Import the modules whose classes are registered Keras serializables."""
-    importlib.import_module("keras_resnet.blocks")
-    importlib.import_module("keras_resnet.schedules")
-    importlib.import_module("keras_resnet.qat")  # the native QAT layers (QATConv, ...)
+    importlib.import_module("keras_resnet.model.blocks")
+    importlib.import_module("keras_resnet.model.schedules")
+    importlib.import_module("keras_resnet.quant.qat")  # the native QAT layers (QATConv, ...)
 
 
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):

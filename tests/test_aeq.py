@@ -1,4 +1,4 @@
-"""ai-edge-quantizer as a second quantizer (keras_resnet.aeq): recipes, per-layer diagnostics, selective precision,
+"""ai-edge-quantizer as a second quantizer (keras_resnet.export.aeq): recipes, per-layer diagnostics, selective precision,
 the greedy mixed-precision search, and its errors. The conversions are slow and skip without ai-edge-quantizer;
 the error tests run without it (one of them hides it)."""
 
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from keras_resnet.cli import main
-from keras_resnet.errors import ConfigError
-from keras_resnet.options import ConvertSpec
+from keras_resnet.cli.main import main
+from keras_resnet.core.errors import ConfigError
+from keras_resnet.spec.options import ConvertSpec
 
 slow = pytest.mark.slow
 
@@ -77,9 +77,9 @@ COMMON = ["--calibration-data", "digits", "--calibration-samples", "64", "--vali
 
 @slow
 def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
-    from keras_resnet import convert as C
-    from keras_resnet import metadata
-    from keras_resnet.model_io import load_model
+    from keras_resnet.export import convert as C
+    from keras_resnet.export import metadata
+    from keras_resnet.io.model_io import load_model
 
     out, folder = tmp_path / "aeq.tflite", tmp_path / "diag"
     assert main(["convert", digits_model, "-o", str(out), "--quantizer", "aeq", "--recipe", "static_wi8_ai8",
@@ -116,7 +116,7 @@ def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
 @pytest.mark.parametrize("recipe,io_type", [("static_wi8_ai16", None), ("dynamic_wi8", None),
                                             ("weight_only_wi8", None), ("static_wi8_ai8", "float32")])
 def test_other_recipes_and_float_io(digits_model, tmp_path, recipe, io_type):
-    from keras_resnet import convert as C
+    from keras_resnet.export import convert as C
 
     report = C.convert(digits_model, str(tmp_path / f"{recipe}.tflite"), quantizer="aeq", aeq_recipe=recipe,
                        io_type=io_type, calibration_data="digits", calibration_samples=32, validation_data="digits",
@@ -132,8 +132,8 @@ def test_other_recipes_and_float_io(digits_model, tmp_path, recipe, io_type):
 
 @slow
 def test_selective_precision_and_search(digits_model, tmp_path, capsys, monkeypatch):
-    from keras_resnet import aeq
-    from keras_resnet import convert as C
+    from keras_resnet.export import aeq
+    from keras_resnet.export import convert as C
 
     # --int16 / --keep-float by pattern: the stem's output is int16, the classifier float, the rest int8
     report = C.convert(digits_model, str(tmp_path / "mixed.tflite"), quantizer="aeq", int16=("stem", "block1_add"),
@@ -195,8 +195,8 @@ def test_selective_precision_and_search(digits_model, tmp_path, capsys, monkeypa
 def test_search_reranks_after_each_promotion(digits_model, tmp_path, monkeypatch):
     """Each step promotes the worst-SNR op of the previous step's model: the all-int8 model's first, then that of
     the model with one op promoted (diagnosed again), and the table says which op each step moved."""
-    from keras_resnet import aeq
-    from keras_resnet import convert as C
+    from keras_resnet.export import aeq
+    from keras_resnet.export import convert as C
 
     ranking = []
     real_diagnose = aeq.diagnose

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from training_helpers import ENV, popen, run
 
-from keras_resnet.errors import ConfigError
+from keras_resnet.core.errors import ConfigError
 
 JAX = pytest.param("jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                                    reason="jax is not installed: pip install -e '.[jax]'"))
@@ -50,7 +50,7 @@ def _last_json(text: str) -> dict:
 
 
 def test_strategies_are_tensorflow_only(monkeypatch):
-    from keras_resnet.train import make_strategy
+    from keras_resnet.train.loop import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert make_strategy("auto", backend="jax") is None  # no tf.distribute scope on JAX / PyTorch
@@ -109,7 +109,7 @@ FORWARD = textwrap.dedent("""
     import json, sys
     import numpy as np
     import keras
-    from keras_resnet.build import build_model
+    from keras_resnet.model.build import build_model
     folder, families = sys.argv[1], json.loads(sys.argv[2])
     x = np.load(folder + "/x.npy")
     for key, (name, options) in families.items():
@@ -138,7 +138,7 @@ def _forward(group: str, folder: str) -> dict:
     run in one JAX process: ``{family: (tensorflow output, jax output)}``."""
     import keras
 
-    from keras_resnet.build import build_model
+    from keras_resnet.model.build import build_model
 
     families = CIFAR_FAMILIES if group == "cifar" else BOTTLENECK_FAMILIES
     x = np.random.default_rng(0).normal(size=(2, *INPUT)).astype("float32")
@@ -183,7 +183,7 @@ def test_builders_run_under_jax_as_under_tensorflow(forward_folder, family):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_resume_and_evaluate(tmp_path, backend):
-    from keras_resnet.schedules import ResNetSchedule
+    from keras_resnet.model.schedules import ResNetSchedule
 
     out = tmp_path / "run"
     epochs, batch, limit = 3, 32, 128
@@ -241,8 +241,9 @@ def test_train_resume_and_evaluate(tmp_path, backend):
 
 DEMO_TRAINING = textwrap.dedent("""
     import dataclasses, json, sys
-    from keras_resnet import demo, train
-    from keras_resnet.options import DemoSettings
+    from keras_resnet.cli import demo
+    from keras_resnet.train import loop as train
+    from keras_resnet.spec.options import DemoSettings
     recipe = dataclasses.replace(demo.recipe_for(DemoSettings(epochs=1, batch_size=32)), limit=64)
     print(json.dumps(train.train(recipe, sys.argv[1], verbose=0)))
 """)

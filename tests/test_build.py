@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import keras_resnet as kr
-from keras_resnet import specs
-from keras_resnet.blocks import ChannelPadding
-from keras_resnet.errors import ConfigError, ModelFileError
+from keras_resnet.core.errors import ConfigError, ModelFileError
+from keras_resnet.model.blocks import ChannelPadding
+from keras_resnet.spec import specs
 
 KERAS_APPS = {
     "ResNet50": (keras.applications.ResNet50, 25_636_712),
@@ -320,7 +320,7 @@ def test_errors_say_what_is_allowed(call, message):
 
 
 def test_cli_summary_in_process(capsys):
-    from keras_resnet.cli import main
+    from keras_resnet.cli.main import main
 
     assert main(["summary", "resnet20", "--classes", "7"]) == 0
     assert "Total params: 270,903" in capsys.readouterr().out

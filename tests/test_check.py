@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("resnet_edge")
 
-from keras_resnet.cli import main  # noqa: E402
+from keras_resnet.cli.main import main  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "tests", "fixtures")
 RESNET20 = os.path.join(FIXTURES, "edgetpu_resnet20.tflite")
@@ -61,11 +61,11 @@ def test_convert_edgetpu_gate(tmp_path, monkeypatch):
     pytest.importorskip("ai_edge_litert")
     from test_quantize import trained_digits_model
 
-    from keras_resnet import convert as C
-    from keras_resnet import data
-    from keras_resnet import quantize as Q
-    from keras_resnet.errors import ValidationError
-    from keras_resnet.model_io import load_model
+    from keras_resnet.core.errors import ValidationError
+    from keras_resnet.data import datasets as data
+    from keras_resnet.export import convert as C
+    from keras_resnet.io.model_io import load_model
+    from keras_resnet.quant import quantize as Q
 
     class Factory:
         def getbasetemp(self):

@@ -1,4 +1,4 @@
-"""Each workaround in keras_resnet.compat is for an upstream problem that still exists in the installed versions.
+"""Each workaround in keras_resnet.core.compat is for an upstream problem that still exists in the installed versions.
 
 When one of these tests fails, upstream has fixed (or moved) what compat.py works around: check the fix, then
 delete the workaround and its test.
@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from keras_resnet import compat
-from keras_resnet.errors import ConfigError
+from keras_resnet.core import compat
+from keras_resnet.core.errors import ConfigError
 
 
 def _activation_chain(layers: int):

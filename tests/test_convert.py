@@ -10,10 +10,10 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("resnet_edge")
 
-from keras_resnet import convert as C  # noqa: E402
-from keras_resnet.cli import main  # noqa: E402
-from keras_resnet.errors import ConfigError, ValidationError  # noqa: E402
-from keras_resnet.model_io import load_model  # noqa: E402
+from keras_resnet.cli.main import main  # noqa: E402
+from keras_resnet.core.errors import ConfigError, ValidationError  # noqa: E402
+from keras_resnet.export import convert as C  # noqa: E402
+from keras_resnet.io.model_io import load_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +68,10 @@ def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
 
 
 def test_qat_model_converts_without_calibration(tmp_path, digits_model):
-    from keras_resnet import quantize as Q
+    from keras_resnet.quant import quantize as Q
 
     qat = Q.quantize_model(load_model(digits_model))
-    from keras_resnet import data
+    from keras_resnet.data import datasets as data
 
     x, _ = data.load("digits", "train")
     Q.calibrate_ranges(qat, x, batches=2)
@@ -84,7 +84,7 @@ def test_qat_model_converts_without_calibration(tmp_path, digits_model):
 
 
 def test_metadata_is_embedded(digits_model, tmp_path):
-    from keras_resnet import metadata
+    from keras_resnet.export import metadata
 
     out = tmp_path / "m.tflite"
     report = C.convert(digits_model, str(out), dataset="digits", validation_samples=16)
@@ -95,7 +95,7 @@ def test_metadata_is_embedded(digits_model, tmp_path):
 
 
 def test_metadata_dict_follows_the_contract(digits_model):
-    from keras_resnet import quantize as Q
+    from keras_resnet.quant import quantize as Q
 
     model = load_model(digits_model)
     meta = C.build_metadata(model, "resnet20", "int8", None)
@@ -163,13 +163,13 @@ def test_lambda_models_are_refused_unless_unsafe(tmp_path, capsys):
 
 
 def test_evaluate_accepts_tflite(digits_model, tmp_path):
-    from keras_resnet import evaluate
+    from keras_resnet.train import evaluate
 
     out = tmp_path / "e.tflite"
     C.convert(digits_model, str(out), quantization="float16", validation_samples=16)
     predictor = evaluate.load_predictor(str(out))
     assert (predictor.format, predictor.input_shape) == ("tflite", (32, 32, 3))
-    from keras_resnet import data
+    from keras_resnet.data import datasets as data
 
     x, y = data.load("digits", "test")
     assert np.mean(predictor.predict(x[:100]).argmax(-1) == y[:100]) > 0.85
@@ -193,8 +193,8 @@ def test_option_a_subsampling_keeps_the_cpu_graph_in_one_xnnpack_partition(tmp_p
     import tensorflow as tf
     from resnet_edge.check import check
 
-    from keras_resnet import blocks
-    from keras_resnet.build import build_model
+    from keras_resnet.model import blocks
+    from keras_resnet.model.build import build_model
 
     def fallbacks(path):
         return [f.op.split("#")[0] for f in check(path, "cpu").findings if f.severity == "fallback"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from training_helpers import write_cifar10, write_cifar100, write_image_folder
 
-from keras_resnet import data
-from keras_resnet.errors import ConfigError, DataError, Error
+from keras_resnet.core.errors import ConfigError, DataError, Error
+from keras_resnet.data import datasets as data
 
 
 def test_registry_and_info_fields():

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from training_helpers import run
 
-from keras_resnet import data, evaluate
-from keras_resnet.errors import DataError, ModelFileError
+from keras_resnet.core.errors import DataError, ModelFileError
+from keras_resnet.data import datasets as data
+from keras_resnet.train import evaluate
 
 
 def test_metrics_from_probabilities():
@@ -43,7 +44,7 @@ def test_loaders_are_chosen_by_extension(tmp_path):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from keras_resnet.train import model_for_dataset
+    from keras_resnet.train.loop import model_for_dataset
 
     model = model_for_dataset("resnet20", data.info("digits"))
     path = tmp_path_factory.mktemp("model") / "resnet20.keras"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_resnet import data
-from keras_resnet.errors import ConfigError, DataError
+from keras_resnet.core.errors import ConfigError, DataError
+from keras_resnet.data import datasets as data
 
 STEMS = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}

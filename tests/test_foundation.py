@@ -18,155 +18,20 @@ import time
 import pytest
 
 import keras_resnet
-from keras_resnet import cli, errors, options
-from keras_resnet.options import ConvertSpec, DemoSettings, EvalSpec, QATSpec, Recipe, TrainRun
-from keras_resnet.specs import BlockOptions
+from keras_resnet.cli import main as cli
+from keras_resnet.core import errors
+from keras_resnet.spec import options
+from keras_resnet.spec.options import ConvertSpec, DemoSettings, EvalSpec, QATSpec, Recipe, TrainRun
+from keras_resnet.spec.specs import BlockOptions
 
 PACKAGE = pathlib.Path(keras_resnet.__file__).parent
 
-# ---- import layers ---------------------------------------------------------------------------------------------
-
-# Lowest first. A module may import modules of its own layer or of a lower one, at module level and inside
-# functions alike (a function-level import still ties the lower module to the higher one).
-LAYERS: list[set[str]] = [
-    {"errors", "files", "console", "compat", "specs", "options", "_generate_models", "safe_pickle",
-     "runlock", "weights"},
-    {"blocks", "schedules"},
-    {"build", "models"},
-    {"data", "augment"},
-    {"train"},
-    {"model_io", "quantize", "qat", "metadata", "convert", "aeq", "evaluate", "hub"},
-    {"demo", "cli"},
-]
-LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
-
-# Upward imports that exist today, each with its reason. The test fails if one disappears (delete it here then)
-# or a new one appears. Reported, not accepted: see the report of the layering work.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-}
-
-
-def _modules() -> list[pathlib.Path]:
-    return sorted(p for p in PACKAGE.glob("*.py"))
-
-
-def _is_type_checking(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
-def _package_imports(tree: ast.Module, *, module_level_only: bool) -> dict[str, int]:
-    """``{keras_resnet module: first line}`` that ``tree`` imports (``"__init__"``: the package itself).
-
-    ``from keras_resnet import data`` counts as ``data``; ``importlib.import_module("keras_resnet.x")`` with a
-    literal name counts too. Imports under ``if TYPE_CHECKING:`` never run and are skipped.
-    """
-    names = {p.stem for p in _modules()}
-    found: dict[str, int] = {}
-
-    def add(name: str, line: int) -> None:
-        found.setdefault(name, line)
-
-    def visit(node: ast.AST, top: bool) -> None:
-        if _is_type_checking(node):
-            return
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "keras_resnet":
-                    add(parts[1] if len(parts) > 1 else "__init__", node.lineno)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, f"relative import at line {node.lineno}: say keras_resnet.X"
-            parts = (node.module or "").split(".")
-            if parts[0] == "keras_resnet":
-                if len(parts) > 1:
-                    add(parts[1], node.lineno)
-                else:
-                    for alias in node.names:
-                        add(alias.name if alias.name in names else "__init__", node.lineno)
-        elif (isinstance(node, ast.Call) and ast.unparse(node.func) in ("importlib.import_module", "import_module")
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            parts = node.args[0].value.split(".")
-            if parts[0] == "keras_resnet" and len(parts) > 1:
-                add(parts[1], node.lineno)
-        nested = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-        if module_level_only and nested:
-            return
-        for child in ast.iter_child_nodes(node):
-            visit(child, top and not nested)
-
-    visit(tree, True)
-    return found
-
-
-def _imports(path: pathlib.Path, *, module_level_only: bool = False) -> dict[str, int]:
-    return _package_imports(ast.parse(path.read_text(encoding="utf-8")), module_level_only=module_level_only)
-
-
-def test_every_module_has_a_layer():
-    names = {p.stem for p in _modules()} - {"__init__"}
-    assert names - set(LAYER) == set(), "place the new module(s) in LAYERS"
-
-
-def test_imports_go_down_the_layers_only():
-    upward = {}
-    for path in _modules():
-        if path.stem == "__init__":
-            continue
-        for target, line in _imports(path).items():
-            if target == "__init__":  # the package itself (__version__): always loaded before any submodule
-                continue
-            assert target in LAYER, f"{path.name}:{line} imports unknown module keras_resnet.{target}"
-            if LAYER[target] > LAYER[path.stem]:
-                upward[(path.stem, target)] = f"{path.name}:{line}"
-    new = {k: v for k, v in upward.items() if k not in KNOWN_UPWARD}
-    assert not new, "imports from a higher layer: " + ", ".join(f"{v} imports {k[1]}" for k, v in new.items())
-    gone = set(KNOWN_UPWARD) - set(upward)
-    assert not gone, f"no longer imported upward, remove from KNOWN_UPWARD: {sorted(gone)}"
-
-
-def test_the_package_itself_loads_only_the_bottom_layer():
-    imports = _imports(PACKAGE / "__init__.py", module_level_only=True)  # the rest loads lazily
-    assert imports and {LAYER[name] for name in imports} == {0}, imports
-
-
-def test_no_import_cycle_at_module_level():
-    graph = {p.stem: set(_imports(p, module_level_only=True)) - {"__init__", p.stem} for p in _modules()}
-    graph["__init__"] = set(_imports(PACKAGE / "__init__.py", module_level_only=True))
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> None:
-        if node in path:
-            cycle = path[path.index(node):] + [node]
-            pytest.fail("import cycle: " + " -> ".join(cycle))
-        if node in done:
-            return
-        for target in sorted(graph.get(node, ())):
-            visit(target, [*path, node])
-        done.add(node)
-
-    for module in sorted(graph):
-        visit(module, [])
-
-
-def test_the_layer_checker_sees_function_level_and_literal_imports():
-    source = textwrap.dedent("""
-        from keras_resnet import data, __version__
-        import keras_resnet.specs
-        from typing import TYPE_CHECKING
-        if TYPE_CHECKING:
-            from keras_resnet.cli import main
-        def f():
-            from keras_resnet.train import train
-            importlib.import_module("keras_resnet.convert")
-    """)
-    tree = ast.parse(source)
-    assert set(_package_imports(tree, module_level_only=False)) == {"data", "__init__", "specs", "train", "convert"}
-    assert set(_package_imports(tree, module_level_only=True)) == {"data", "__init__", "specs"}
+# The import layers are the folders: tests/test_layers.py.
 
 
 def test_builders_never_import_tensorflow_nor_use_tf_keras():
-    for module in ("specs.py", "options.py", "cli.py", "blocks.py", "build.py", "models.py", "schedules.py",
-                   "__init__.py"):
+    for module in ("spec/specs.py", "spec/options.py", "cli/main.py", "model/blocks.py", "model/build.py",
+                   "model/models.py", "model/schedules.py", "__init__.py"):
         top = ast.parse((PACKAGE / module).read_text()).body  # module level; tf_keras twins import lazily
         imported = {alias.name for node in top if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in top if isinstance(node, ast.ImportFrom) and node.module}
@@ -179,7 +44,7 @@ def test_builders_never_import_tensorflow_nor_use_tf_keras():
         uses += [node.lineno for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
                  for name in ([a.name for a in node.names] + [getattr(node, "module", None) or ""])
                  if name.startswith("tensorflow.keras")]
-        assert not uses, f"{path.name}:{uses} uses tf.keras; say keras or tf_keras"
+        assert not uses, f"{path.relative_to(PACKAGE)}:{uses} uses tf.keras; say keras or tf_keras"
 
 
 # ---- a command line without Keras ------------------------------------------------------------------------------
@@ -194,9 +59,9 @@ def _python(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProce
 
 
 def test_importing_the_cli_loads_neither_tensorflow_nor_keras():
-    script = f"import sys, keras_resnet.cli; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    script = f"import sys, keras_resnet.cli.main; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     result, seconds = _python("-c", script)
-    print(f"import keras_resnet.cli: {seconds:.2f} s")
+    print(f"import keras_resnet.cli.main: {seconds:.2f} s")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", result.stdout
 
@@ -205,7 +70,7 @@ def test_help_and_parsing_never_load_keras():
     """--help, models and every SUB --help run in one process that then still has no Keras or TensorFlow."""
     script = textwrap.dedent(f"""
         import contextlib, io, sys
-        from keras_resnet.cli import COMMANDS, main
+        from keras_resnet.cli.main import COMMANDS, main
         for argv in [["--help"], ["models"], *([name, "--help"] for name in COMMANDS)]:
             with contextlib.redirect_stdout(io.StringIO()):
                 try:
@@ -403,7 +268,7 @@ def test_the_dataclasses_refuse_bad_values(call, message):
     assert message in str(error.value)
 
 
-# ---- errors: only keras_resnet.errors.Error becomes one line ---------------------------------------------------
+# ---- errors: only keras_resnet.core.errors.Error becomes one line ---------------------------------------------------
 
 
 def test_error_classes():

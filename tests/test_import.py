@@ -1,4 +1,4 @@
-"""Importing timm / torchvision weights (keras_resnet.hub, keras_resnet.weights) against committed fixtures.
+"""Importing timm / torchvision weights (keras_resnet.io.hub, keras_resnet.io.weights) against committed fixtures.
 
 tests/fixtures/import/ was written once by scripts/make_import_fixtures.py with the real timm 1.0 / torchvision 0.29
 classes: reduced-width copies of each architecture with randomised BatchNorm statistics, their state dicts
@@ -19,10 +19,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from keras_resnet import cli, hub
-from keras_resnet.errors import ModelFileError, UnsafeModelError
-from keras_resnet.specs import Arch, BlockOptions, se_channels
-from keras_resnet.weights import read_safetensors, read_torch, read_weights
+from keras_resnet.cli import main as cli
+from keras_resnet.core.errors import ModelFileError, UnsafeModelError
+from keras_resnet.io import hub
+from keras_resnet.io.weights import read_safetensors, read_torch, read_weights
+from keras_resnet.spec.specs import Arch, BlockOptions, se_channels
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "import"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
@@ -94,7 +95,7 @@ def test_cli_import_keras_hub_preset(tmp_path, capsys):
     sidecar = hub.read_preprocessing(out)
     assert sidecar == json.loads((tmp_path / "vd.preprocessing.json").read_text())
     assert sidecar["source"] == "keras-hub" and sidecar["input_size"] == 224 and sidecar["crop_pct"] == 1.0
-    from keras_resnet.model_io import load_model
+    from keras_resnet.io.model_io import load_model
 
     model = load_model(out)
     inputs, reference = np.load(FIXTURES / "reference.npz"), np.load(FIXTURES / "keras_hub_reference.npz")
@@ -134,7 +135,7 @@ def test_full_size_names_and_shapes_match(key):
 
 
 def test_named_models_match_the_import_architectures():
-    from keras_resnet.specs import MODELS
+    from keras_resnet.spec.specs import MODELS
 
     for spec in MODELS.values():
         if spec.timm:
@@ -283,7 +284,7 @@ def test_pth_matches_the_same_weights_as_safetensors():
     # recorded shapes, and a checkpoint wrapper ({"state_dict": ...}, "module." prefixes) is unwrapped.
     tensors = read_weights(FIXTURES / "tv_resnet50.pth")
     assert all(v.dtype == np.float32 for v in tensors.values())
-    from keras_resnet.weights import state_dict
+    from keras_resnet.io.weights import state_dict
 
     wrapped = state_dict({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in tensors.items()}})
     assert wrapped.keys() == tensors.keys()
@@ -347,7 +348,7 @@ def test_cli_import_full_size_resnet18(tmp_path, capsys):
     assert "imported timm:resnet18.a1_in1k (11,699,112 parameters)" in capsys.readouterr().out
     sidecar = json.loads((tmp_path / "r18.preprocessing.json").read_text())
     assert sidecar["input_size"] == 160 and sidecar["crop_pct"] == 0.95 and sidecar["interpolation"] == "bicubic"
-    from keras_resnet.model_io import load_model
+    from keras_resnet.io.model_io import load_model
 
     model = load_model(out)
     assert model.input_shape == (None, 160, 160, 3)
@@ -362,7 +363,7 @@ def test_cli_import_full_size_resnet18(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_int8_tflite_of_se_and_grouped_conv_runs_in_resnet_edge(tmp_path):
-    from keras_resnet import convert
+    from keras_resnet.export import convert
 
     reports = {}
     for name in ("timm_resnet50", "timm_seresnet50", "timm_resnext50"):
@@ -383,7 +384,7 @@ def test_int8_tflite_of_se_and_grouped_conv_runs_in_resnet_edge(tmp_path):
 @pytest.mark.slow
 def test_qat_wraps_se_and_grouped_convs():
     """tfmot's QAT (through the tf_keras twin) takes SE units and grouped convs: every conv is quantized."""
-    from keras_resnet import quantize
+    from keras_resnet.quant import quantize
 
     for name in ("timm_seresnet50", "timm_resnext50"):
         fixture = MANIFEST["fixtures"][name]

@@ -1,4 +1,4 @@
-"""keras_resnet.metadata: embedded JSON survives, replaces itself, and leaves the model's results alone.
+"""keras_resnet.export.metadata: embedded JSON survives, replaces itself, and leaves the model's results alone.
 
 The quick tests use deploy/'s committed fixture (a tiny float32 model without keras_resnet metadata); the slow one
 embeds into a ResNet-20 fresh from the converter.
@@ -11,9 +11,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from keras_resnet import metadata
-from keras_resnet.errors import ModelFileError
-from keras_resnet.metadata import embed_metadata, read_all_metadata, read_metadata
+from keras_resnet.core.errors import ModelFileError
+from keras_resnet.export import metadata
+from keras_resnet.export.metadata import embed_metadata, read_all_metadata, read_metadata
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "deploy" / "tests" / "fixtures"
 META = {"schema": metadata.SCHEMA, "labels": ["zéro", "un"], "input": {"height": 16}}
@@ -50,7 +50,7 @@ def test_embed_read_replace_and_identical_outputs(tmp_path):
 
 
 def test_embedding_changes_no_op(tmp_path):
-    from keras_resnet.convert import op_summary
+    from keras_resnet.export.convert import op_summary
 
     content = (FIXTURES / "nometa.tflite").read_bytes()
     counts, floating = op_summary(content)
@@ -65,8 +65,8 @@ def test_not_a_tflite_model_is_refused():
 
 @pytest.mark.slow
 def test_embed_into_a_converted_resnet(tmp_path):
-    from keras_resnet.build import build_model
-    from keras_resnet.convert import convert_model
+    from keras_resnet.export.convert import convert_model
+    from keras_resnet.model.build import build_model
 
     content = convert_model(build_model("resnet20", input_shape=(16, 16, 3)), quantization="float32")
     _check_embed_read_replace(content, tmp_path, 16)

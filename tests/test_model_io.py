@@ -1,4 +1,4 @@
-"""The one safe loader (keras_resnet.model_io.load_model): refuses code-running files unless unsafe, fails in one line."""
+"""The one safe loader (keras_resnet.io.model_io.load_model): refuses code-running files unless unsafe, fails in one line."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from keras_resnet.errors import ModelFileError, UnsafeModelError  # noqa: E402
-from keras_resnet.model_io import load_model  # noqa: E402
+from keras_resnet.core.errors import ModelFileError, UnsafeModelError  # noqa: E402
+from keras_resnet.io.model_io import load_model  # noqa: E402
 
 
 def _lambda_model():
@@ -55,8 +55,8 @@ def test_bad_files_are_one_line_errors(tmp_path, name, content, message):
 
 
 def test_read_json_file_refuses_big_deep_and_broken_files(tmp_path):
-    from keras_resnet.errors import ModelFileError
-    from keras_resnet.files import read_json_file
+    from keras_resnet.core.errors import ModelFileError
+    from keras_resnet.core.files import read_json_file
 
     good = tmp_path / "good.json"
     good.write_text('{"a": [1, 2]}')

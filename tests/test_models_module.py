@@ -1,4 +1,4 @@
-"""keras_resnet.models is generated from the depth table (keras_resnet.specs.MODELS) and committed: it is up to date,
+"""keras_resnet.model.models is generated from the depth table (keras_resnet.spec.specs.MODELS) and committed: it is up to date,
 and every named model is a plain function, in REGISTRY and on the package."""
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ import inspect
 import pathlib
 
 import keras_resnet
-from keras_resnet import _generate_models, specs
+from keras_resnet.model import _generate_models
+from keras_resnet.spec import specs
 
 
 def test_models_py_is_generated_from_the_table():
     committed = pathlib.Path(_generate_models.PATH).read_text(encoding="utf-8")
     assert _generate_models.source() == committed, (
-        "keras_resnet/models.py is out of date with keras_resnet.specs.MODELS: "
-        "run python -m keras_resnet._generate_models and commit the result")
+        "keras_resnet/model/models.py is out of date with keras_resnet.spec.specs.MODELS: "
+        "run python -m keras_resnet.model._generate_models and commit the result")
 
 
 def test_every_model_is_a_greppable_def():
@@ -25,7 +26,7 @@ def test_every_model_is_a_greppable_def():
 
 
 def test_every_model_is_registered_and_on_the_package():
-    from keras_resnet import models
+    from keras_resnet.model import models
 
     assert list(models.REGISTRY) == list(specs.MODELS)
     for key, spec in specs.MODELS.items():

@@ -1,4 +1,4 @@
-"""Native Keras 3 QAT (keras_resnet.qat): per-layer agreement with TFLite's int8 kernels (within 1 LSB), BN folding
+"""Native Keras 3 QAT (keras_resnet.quant.qat): per-layer agreement with TFLite's int8 kernels (within 1 LSB), BN folding
 in training and inference, .keras round trips, refusals, the digits chain and a JAX-backend run."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from keras_resnet import qat  # noqa: E402
-from keras_resnet.blocks import ChannelPadding  # noqa: E402
-from keras_resnet.errors import ConfigError  # noqa: E402
-from keras_resnet.model_io import load_model  # noqa: E402
+from keras_resnet.core.errors import ConfigError  # noqa: E402
+from keras_resnet.io.model_io import load_model  # noqa: E402
+from keras_resnet.model.blocks import ChannelPadding  # noqa: E402
+from keras_resnet.quant import qat  # noqa: E402
 
 slow = pytest.mark.slow  # conversion, training or a subprocess
 L = keras.layers
@@ -111,7 +111,7 @@ def _tflite_outputs(content: bytes, x_q: np.ndarray) -> tuple[np.ndarray, float,
 @slow
 @pytest.mark.parametrize("case", CASES)
 def test_layer_matches_tflite_int8_within_one_lsb(case):
-    from keras_resnet import convert as C
+    from keras_resnet.export import convert as C
 
     keras.utils.set_random_seed(0)
     model = _models()[case]
@@ -290,7 +290,7 @@ def test_fit_trains_and_moves_ranges():
 
 
 def test_cli_engine_flag_and_output_suffix(tmp_path, capsys):
-    from keras_resnet.cli import main, parser_for
+    from keras_resnet.cli.main import main, parser_for
 
     args = parser_for("qat").parse_args(["m.keras", "--dataset", "digits", "--output", "o.h5", "--engine",
                                          "tfmot"])
@@ -310,7 +310,8 @@ def test_cli_engine_flag_and_output_suffix(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory) -> str:
     """ResNet-20 trained briefly on digits (0.83 test accuracy measured: enough to see QAT keep or gain it)."""
-    from keras_resnet import data, train
+    from keras_resnet.data import datasets as data
+    from keras_resnet.train import loop as train
 
     path = tmp_path_factory.mktemp("native") / "resnet20.keras"
     keras.utils.set_random_seed(0)
@@ -324,7 +325,7 @@ def digits_model(tmp_path_factory) -> str:
 
 @slow
 def test_digits_train_qat_convert_fully_int8(digits_model, tmp_path, capsys):
-    from keras_resnet.cli import main
+    from keras_resnet.cli.main import main
 
     output = tmp_path / "qat.keras"
     assert main(["qat", digits_model, "--engine", "keras", "--dataset", "digits", "--epochs", "1",
@@ -354,7 +355,9 @@ BACKEND_SCRIPT = textwrap.dedent("""
     import numpy as np
     import keras
     assert keras.backend.backend() == os.environ["KERAS_BACKEND"], keras.backend.backend()
-    from keras_resnet import data, qat, train
+    from keras_resnet.data import datasets as data
+    from keras_resnet.quant import qat
+    from keras_resnet.train import loop as train
     keras.utils.set_random_seed(0)
     model = train.model_for_dataset("resnet20v2", data.info("digits"))
     x, y = data.load("digits", "train")
@@ -372,8 +375,8 @@ BACKEND_SCRIPT = textwrap.dedent("""
 def test_backend_qat_fit_save_then_convert_under_tensorflow(tmp_path, backend):
     """The native engine under JAX (CI) and PyTorch (where torch is installed: pip install -e '.[torch]')."""
     pytest.importorskip(backend, reason=f"{backend} is not installed")
-    from keras_resnet import convert as C
-    from keras_resnet import data
+    from keras_resnet.data import datasets as data
+    from keras_resnet.export import convert as C
 
     script, path, preds = tmp_path / "run.py", tmp_path / f"{backend}.keras", tmp_path / f"{backend}.npy"
     script.write_text(BACKEND_SCRIPT)
@@ -410,8 +413,8 @@ def test_backend_qat_fit_save_then_convert_under_tensorflow(tmp_path, backend):
 def _family(block: str, options: dict, *, cifar: bool):
     """A reduced-width copy of a family's topology (the same layer types and wiring as the full model), with the
     training module's input layout: pixels 0-255 -> Normalization -> ResNet."""
-    from keras_resnet.build import ResNet
-    from keras_resnet.specs import Arch, BlockOptions
+    from keras_resnet.model.build import ResNet
+    from keras_resnet.spec.specs import Arch, BlockOptions
 
     inputs = keras.Input((32, 32, 3), name="image")
     x = L.Normalization(mean=[120.0, 110.0, 100.0], variance=[4000.0, 3000.0, 3500.0], name="normalization")(inputs)
@@ -438,7 +441,7 @@ NATIVE_FAMILIES = {  # every family of issue 12's coverage list, basic and bottl
 @slow
 @pytest.mark.parametrize("family", NATIVE_FAMILIES)
 def test_every_family_converts_to_full_int8_and_matches_keras(family):
-    from keras_resnet import convert as C
+    from keras_resnet.export import convert as C
 
     block, options, cifar = NATIVE_FAMILIES[family]
     keras.utils.set_random_seed(0)

@@ -12,11 +12,11 @@ keras = pytest.importorskip("keras")
 if importlib.util.find_spec("tensorflow_model_optimization") is None:  # not imported here: it sets
     pytest.skip("needs tensorflow-model-optimization", allow_module_level=True)  # TF_USE_LEGACY_KERAS
 
-from keras_resnet import quantize as Q  # noqa: E402
-from keras_resnet.build import build_model  # noqa: E402
-from keras_resnet.errors import ConfigError, ModelFileError, OutputExistsError  # noqa: E402
-from keras_resnet.model_io import load_model  # noqa: E402
-from keras_resnet.options import QATSpec  # noqa: E402
+from keras_resnet.core.errors import ConfigError, ModelFileError, OutputExistsError  # noqa: E402
+from keras_resnet.io.model_io import load_model  # noqa: E402
+from keras_resnet.model.build import build_model  # noqa: E402
+from keras_resnet.quant import quantize as Q  # noqa: E402
+from keras_resnet.spec.options import QATSpec  # noqa: E402
 
 slow = pytest.mark.slow  # tfmot, training or conversion
 
@@ -33,7 +33,8 @@ def trained_digits_model(tmp_path_factory) -> str:
     """ResNet-20 trained briefly on digits (~97% test accuracy), shared by the QAT and convert tests."""
     path = tmp_path_factory.getbasetemp() / "resnet20_digits.keras"
     if not path.exists():
-        from keras_resnet import data, train
+        from keras_resnet.data import datasets as data
+        from keras_resnet.train import loop as train
 
         keras.utils.set_random_seed(0)
         model = train.model_for_dataset("resnet20", data.info("digits"))
@@ -83,7 +84,7 @@ def test_every_family_translates_exactly_and_quantizes(name, kwargs):
 @slow
 @pytest.mark.parametrize("name", ["resnet20v2", "highway20", "resnet20"])
 def test_qat_models_convert_to_full_int8(name, tmp_path):
-    from keras_resnet import convert as C
+    from keras_resnet.export import convert as C
 
     keras.utils.set_random_seed(0)
     model = _with_normalization(name)
@@ -169,7 +170,7 @@ def test_load_errors_are_one_line(tmp_path):
 
 @slow
 def test_cli(digits_model, tmp_path, capsys):
-    from keras_resnet.cli import main
+    from keras_resnet.cli.main import main
 
     output = tmp_path / "q.h5"
     assert main(["qat", digits_model, "--engine", "tfmot", "--dataset", "digits", "--epochs", "0", "--output",

@@ -12,10 +12,11 @@ import os
 import numpy as np
 import pytest
 
-from keras_resnet import augment, data
-from keras_resnet import train as train_mod
-from keras_resnet.errors import ConfigError
-from keras_resnet.options import PRESETS, Recipe
+from keras_resnet.core.errors import ConfigError
+from keras_resnet.data import augment
+from keras_resnet.data import datasets as data
+from keras_resnet.spec.options import PRESETS, Recipe
+from keras_resnet.train import loop as train_mod
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -171,8 +172,8 @@ def test_drop_path_drops_whole_branches_per_sample_in_training():
 
 @pytest.mark.slow
 def test_drop_path_model_converts_without_extra_ops_and_quantizes():
-    from keras_resnet.convert import convert_model, op_summary
-    from keras_resnet.quantize import quantize_model
+    from keras_resnet.export.convert import convert_model, op_summary
+    from keras_resnet.quant.quantize import quantize_model
 
     with_drop, plain = _resnet20(drop_path_rate=0.1), _resnet20()
     ops_drop, _ = op_summary(convert_model(with_drop, quantization="float32"))

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet import cli
-from keras_resnet.weights import write_safetensors
+from keras_resnet.cli import main as cli
+from keras_resnet.io.weights import write_safetensors
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "import"
 CLASSES = ("disc", "stripes", "square")
@@ -77,7 +77,7 @@ def test_import_finetune_qat_convert_classify(tmp_path, capsys):
     from resnet_edge import cli as edge_cli
     from resnet_edge.metadata import check_model, read_metadata
 
-    from keras_resnet.model_io import PREPROCESSING_ENTRY, read_preprocessing
+    from keras_resnet.io.model_io import PREPROCESSING_ENTRY, read_preprocessing
 
     manifest = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
     weights = tmp_path / "model.safetensors"
@@ -163,7 +163,12 @@ def _tiny_keras(path: pathlib.Path) -> None:
 
 
 def test_preprocessing_record_travels_inside_the_keras_file(tmp_path):
-    from keras_resnet.model_io import attach_preprocessing, load_model, preprocessing_path, read_preprocessing
+    from keras_resnet.io.model_io import (
+        attach_preprocessing,
+        load_model,
+        preprocessing_path,
+        read_preprocessing,
+    )
 
     path = tmp_path / "m.keras"
     _tiny_keras(path)
@@ -182,8 +187,8 @@ def test_preprocessing_record_travels_inside_the_keras_file(tmp_path):
                                              ({"interpolation": "lanczos3"}, "interpolation"),
                                              ({"input_size": 0}, "input_size"), ({"input_size": True}, "input_size")])
 def test_malformed_preprocessing_record_is_refused(tmp_path, change, message):
-    from keras_resnet.errors import ModelFileError
-    from keras_resnet.model_io import preprocessing_path, read_preprocessing
+    from keras_resnet.core.errors import ModelFileError
+    from keras_resnet.io.model_io import preprocessing_path, read_preprocessing
 
     model = tmp_path / "m.h5"
     pathlib.Path(preprocessing_path(model)).write_text(json.dumps({**RECORD, **change}))
@@ -195,8 +200,8 @@ def test_malformed_preprocessing_record_is_refused(tmp_path, change, message):
 
 
 def test_resize_policy_flags_then_record_then_defaults():
-    from keras_resnet.convert import policy_text, resize_policy
-    from keras_resnet.options import ConvertSpec
+    from keras_resnet.export.convert import policy_text, resize_policy
+    from keras_resnet.spec.options import ConvertSpec
 
     recorded = resize_policy(ConvertSpec(), RECORD)
     assert (recorded["resize"], recorded["crop_fraction"], recorded["interpolation"]) == ("center_crop", 0.95,
@@ -206,7 +211,7 @@ def test_resize_policy_flags_then_record_then_defaults():
     assert (flags["crop_fraction"], flags["interpolation"]) == (0.8, "bilinear")
     plain = resize_policy(ConvertSpec(), None)
     assert (plain["resize"], plain["crop_fraction"], plain["interpolation"]) == ("stretch", 0.875, "bilinear")
-    from keras_resnet.errors import ConfigError
+    from keras_resnet.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="crop-fraction"):
         ConvertSpec(crop_fraction=1.5)
@@ -240,9 +245,9 @@ def test_hub_download_is_optional_and_offline_names_the_file_and_flag(tmp_path, 
 def test_finetune_model_keeps_the_backbone_and_replaces_a_mismatched_head():
     import keras
 
-    from keras_resnet.data import DatasetInfo
-    from keras_resnet.errors import ConfigError
-    from keras_resnet.train import finetune_model
+    from keras_resnet.core.errors import ConfigError
+    from keras_resnet.data.datasets import DatasetInfo
+    from keras_resnet.train.loop import finetune_model
 
     inputs = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Normalization(mean=[100.0] * 3, variance=[400.0] * 3, name="normalization")(inputs)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from training_helpers import ENV, free_port, popen, run
 
-from keras_resnet import data
-from keras_resnet.errors import ConfigError
-from keras_resnet.options import Recipe
+from keras_resnet.core.errors import ConfigError
+from keras_resnet.data import datasets as data
+from keras_resnet.spec.options import Recipe
 
 TINY = ["--model", "resnet20", "--dataset", "digits", "--limit", "128", "--batch-size", "64", "--verbose", "2"]
 
@@ -34,7 +34,7 @@ def _history(folder) -> list[dict]:
 def test_model_for_dataset_carries_its_normalisation(tmp_path):
     import keras
 
-    from keras_resnet.train import model_for_dataset
+    from keras_resnet.train.loop import model_for_dataset
 
     info = data.info("digits")
     model = model_for_dataset("ResNet20", info, weight_decay=1e-4)
@@ -55,7 +55,7 @@ def test_model_for_dataset_carries_its_normalisation(tmp_path):
 def test_mixed_precision_model_keeps_a_float32_classifier():
     import keras
 
-    from keras_resnet.train import model_for_dataset
+    from keras_resnet.train.loop import model_for_dataset
 
     model = model_for_dataset("resnet20", data.info("digits"), mixed_precision=True)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
@@ -64,7 +64,7 @@ def test_mixed_precision_model_keeps_a_float32_classifier():
 
 
 def test_schedule_step_cosine_and_warmup():
-    from keras_resnet.schedules import ResNetSchedule as schedule
+    from keras_resnet.model.schedules import ResNetSchedule as schedule
 
     step = schedule(0.1, 100, 10, 0.01, "step")
     values = [float(step(s)) for s in (0, 9, 10, 49, 50, 74, 75, 99)]
@@ -76,7 +76,7 @@ def test_schedule_step_cosine_and_warmup():
 
 @pytest.mark.slow
 def test_train_api_writes_the_run_and_resumes_a_finished_run(tmp_path):
-    from keras_resnet.train import train
+    from keras_resnet.train.loop import train
 
     out = tmp_path / "run"
     recipe = Recipe(model="resnet20", dataset="digits", epochs=2, batch_size=64, limit=128)
@@ -106,7 +106,7 @@ def test_train_api_writes_the_run_and_resumes_a_finished_run(tmp_path):
 
 @pytest.mark.slow
 def test_compare_plots_the_degradation_experiment(tmp_path):
-    from keras_resnet.train import compare
+    from keras_resnet.train.loop import compare
 
     result = compare(["plain20", "resnet20"], Recipe(dataset="digits", epochs=1, batch_size=64, limit=64),
                      str(tmp_path), verbose=0)
@@ -131,7 +131,7 @@ def test_cli_trains_with_progress_and_summary(tmp_path):
     import keras_resnet  # noqa: F401 - registers the QAT layers for loading
 
     qat_model = keras.saving.load_model(out / "qat.keras")
-    assert any(type(layer).__module__ == "keras_resnet.qat" for layer in qat_model.layers)
+    assert any(type(layer).__module__ == "keras_resnet.quant.qat" for layer in qat_model.layers)
     assert summary["recipe"]["schedule"] == "cosine" and summary["recipe"]["warmup_epochs"] == 0.5
     assert (out / "best.keras").is_file()
 
@@ -155,8 +155,8 @@ def test_cli_qat_epochs_with_the_tfmot_engine(tmp_path):
 
 
 def test_train_and_qat_share_one_default_engine():
-    from keras_resnet import cli
-    from keras_resnet.options import DEFAULT_QAT_ENGINE, QAT_ENGINES
+    from keras_resnet.cli import main as cli
+    from keras_resnet.spec.options import DEFAULT_QAT_ENGINE, QAT_ENGINES
 
     assert DEFAULT_QAT_ENGINE in QAT_ENGINES
     assert cli.parser_for("train").parse_args([]).qat_engine == DEFAULT_QAT_ENGINE
@@ -237,8 +237,8 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from keras_resnet.options import Recipe
-    from keras_resnet.train import train
+    from keras_resnet.spec.options import Recipe
+    from keras_resnet.train.loop import train
     summary = train(Recipe(model="resnet20", dataset="digits", epochs=1, batch_size=64, limit=128), sys.argv[1],
                     strategy="mirrored", verbose=0)
     print(json.dumps(summary))

@@ -32,7 +32,7 @@ def build_models(workdir: str) -> dict[str, str]:
     import keras
     import tensorflow as tf
 
-    from keras_resnet.metadata import embed_metadata
+    from keras_resnet.export.metadata import embed_metadata
 
     model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
     saved = os.path.join(workdir, "saved_model")  # (a concrete function's variables break int8 calibration)

@@ -34,9 +34,9 @@ def resnet_keras(tmp_path_factory) -> str:
     """A keras_resnet training model (ChannelPadding, Normalization) compiled with SGD + ResNetSchedule, saved as
     train() saves it: every class keras_resnet writes must pass the allow-list."""
     pytest.importorskip("keras")
-    from keras_resnet import data as data_lib
-    from keras_resnet.options import Recipe
-    from keras_resnet.train import compile_model, model_for_dataset
+    from keras_resnet.data import datasets as data_lib
+    from keras_resnet.spec.options import Recipe
+    from keras_resnet.train.loop import compile_model, model_for_dataset
 
     info = data_lib.info("digits")
     model = model_for_dataset("resnet20", info)

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from training_helpers import write_image_folder
 
-from keras_resnet import data
-from keras_resnet.errors import ConfigError, DataError
-from keras_resnet.options import Recipe
+from keras_resnet.core.errors import ConfigError, DataError
+from keras_resnet.data import datasets as data
+from keras_resnet.spec.options import Recipe
 
 
 @pytest.fixture(autouse=True)

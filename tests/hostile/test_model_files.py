@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from keras_resnet import model_io
-from keras_resnet.errors import ModelFileError, UnsafeModelError
+from keras_resnet.core.errors import ModelFileError, UnsafeModelError
+from keras_resnet.io import model_io
 
 from . import files
 from .conftest import run_python
@@ -191,8 +191,8 @@ def test_bombs_are_refused_in_bounded_memory(small_keras, tmp_path, name):
     path = BOMBS[name](small_keras, tmp_path)
     assert os.path.getsize(path) < 5 << 20
     result = run_python(f"""
-        from keras_resnet import model_io
-        from keras_resnet.errors import ModelFileError
+        from keras_resnet.io import model_io
+        from keras_resnet.core.errors import ModelFileError
         try:
             model_io.check_model_file({path!r})
             RESULT = {{"refused": None}}

@@ -1,4 +1,4 @@
-"""CIFAR python batches from strangers: keras_resnet.safe_pickle runs no code from them (issue 10, item 1)."""
+"""CIFAR python batches from strangers: keras_resnet.core.safe_pickle runs no code from them (issue 10, item 1)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 
-from keras_resnet import safe_pickle
-from keras_resnet.errors import DataError
+from keras_resnet.core import safe_pickle
+from keras_resnet.core.errors import DataError
 
 from . import files
 from .conftest import run_python
@@ -110,7 +110,7 @@ def test_declared_shapes_must_match_the_bytes_in_the_file():
     assert inflated != data
     result = run_python(f"""
         import io
-        from keras_resnet import safe_pickle
+        from keras_resnet.core import safe_pickle
         try:
             safe_pickle.load(io.BytesIO({inflated!r}))
             RESULT = {{"refused": None}}
@@ -143,10 +143,10 @@ def test_size_cap():
 
 
 def test_the_data_loader_refuses_a_poisoned_cifar_folder(tmp_path):
-    """keras_resnet.data reads CIFAR batches (and the meta file) through safe_pickle: nothing runs."""
+    """keras_resnet.data.datasets reads CIFAR batches (and the meta file) through safe_pickle: nothing runs."""
     from training_helpers import write_cifar10
 
-    from keras_resnet import data as data_lib
+    from keras_resnet.data import datasets as data_lib
 
     folder = write_cifar10(tmp_path)
     marker = tmp_path / "CODE_RAN"
@@ -171,7 +171,7 @@ def test_the_download_path_reads_the_archive_through_safe_pickle(tmp_path, monke
     import keras
     from training_helpers import write_cifar10
 
-    from keras_resnet import data as data_lib
+    from keras_resnet.data import datasets as data_lib
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     marker = tmp_path / "CODE_RAN"

@@ -14,14 +14,14 @@ import time
 
 import pytest
 
-from keras_resnet import runlock
-from keras_resnet.errors import ConfigError, OutputError
+from keras_resnet.core import runlock
+from keras_resnet.core.errors import ConfigError, OutputError
 
 from .conftest import ENV
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from keras_resnet import runlock
+    from keras_resnet.core import runlock
     with runlock.hold(sys.argv[1], "the run"):
         print("locked", flush=True)
         time.sleep(120)
@@ -95,7 +95,7 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
 
 
 def test_check_finite_losses():
-    from keras_resnet.train import RunState, check_finite_losses
+    from keras_resnet.train.loop import RunState, check_finite_losses
 
     state = RunState("/nowhere", write=False)
     check_finite_losses({"loss": 0.5, "val_loss": 1.0, "accuracy": float("nan")}, 1, state, "runs/x")
@@ -157,8 +157,8 @@ def test_two_runs_on_one_output_then_a_killed_run_resumes(tmp_path):
 def test_a_diverging_run_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
     """The loss turns NaN in epoch 2 (simulated: the real cause, a huge learning rate, is not reproducible
     to the epoch): train() raises, and best.keras/last.keras/backup stay at epoch 1."""
-    from keras_resnet import train as train_lib
-    from keras_resnet.options import Recipe
+    from keras_resnet.spec.options import Recipe
+    from keras_resnet.train import loop as train_lib
 
     real = train_lib.check_finite_losses
 
@@ -212,7 +212,7 @@ def test_stale_temporary_folders_are_removed(tmp_path):
 def test_conversion_works_next_to_its_output_and_cleans_up(small_keras, tmp_path, monkeypatch):
     import tempfile
 
-    from keras_resnet import convert as convert_lib
+    from keras_resnet.export import convert as convert_lib
 
     stale = tmp_path / f".keras-resnet-convert-{runlock._host()}-{_dead_pid()}-killed"
     (stale / "saved_model" / "variables").mkdir(parents=True)

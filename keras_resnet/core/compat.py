@@ -1,0 +1,167 @@
+"""Every workaround for an upstream bug or gap, in one place, each pinned to the versions it was written for.
+
+Each entry says what is wrong upstream, for which versions the workaround is known to be right, and what
+happens on other versions (it refuses with a clear error, or steps aside). ``tests/test_compat.py`` checks that
+each upstream problem still exists in the installed versions, so a test fails the day upstream fixes one and
+the workaround can go.
+
+setup.cfg pins the ranges the package is tested on: keras 3.15, tensorflow 2.21, tf-keras 2.21, tfmot 0.8.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import sys
+from collections.abc import Iterator
+
+from keras_resnet.core.errors import ConfigError
+
+
+def version_of(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _minor(version: str | None) -> str:
+    return ".".join((version or "").split(".")[:2])
+
+
+# ---- Keras: the functional graph is walked recursively --------------------------------------------------------
+# keras/src/ops/function.py `_build_map_helper` recurses once per layer on the longest path (all Keras 3 versions
+# so far): building or loading a functional model deeper than ~300 blocks (ResNet-1202: 3,600+ layers) exceeds
+# Python's default limit of 1000 frames. The limit is raised only while such a graph is built or loaded.
+
+def recursion_limit_for(layers: int) -> int:
+    """A recursion limit that lets Keras walk a functional graph of ``layers`` layers.
+
+    ResNet-1202 has 3,620 layers and needs about 8,000 frames: 3 a layer plus 1,000 spare leave headroom.
+    """
+    return 3 * layers + 1000
+
+
+@contextlib.contextmanager
+def recursion_limit(limit: int) -> Iterator[None]:
+    """Raise :func:`sys.getrecursionlimit` to at least ``limit`` inside the block, then restore it."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+# ---- Keras 3.15 + tf.distribute.MultiWorkerMirroredStrategy -------------------------------------------------------
+# 1. fit/evaluate build the model from a first batch reduced with ``strategy.reduce(MEAN, (x, y))``, which the
+#    collective strategy rejects for a tuple. Only the batch's shapes matter there: hand Keras the local batch.
+# 2. Keras reduces the per-step metric scalars with ``strategy.reduce("MEAN", v, axis=0)``, an error for rank 0.
+# Both patch private Keras functions, so they apply to the Keras minor versions they were checked against only.
+MULTIWORKER_KERAS = ("3.15",)
+
+
+def check_multiworker_support() -> None:
+    """Refuse multi-worker training on Keras versions the workarounds were not checked against."""
+    version = version_of("keras")
+    if _minor(version) not in MULTIWORKER_KERAS:
+        raise ConfigError(f"multi-worker training needs keras {' or '.join(MULTIWORKER_KERAS)}.x here (keras_resnet "
+                          f"works around two Keras bugs in those versions); installed: keras {version}")
+
+
+def patch_multiworker(model, strategy) -> None:
+    """Apply both multi-worker workarounds to ``model`` (and, once, to Keras' TF trainer)."""
+    import tensorflow as tf
+
+    check_multiworker_support()
+    original = model._maybe_symbolic_build
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(local, next(batches))
+                break
+        return original(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    _patch_multiworker_reduce()
+
+
+@functools.cache
+def _patch_multiworker_reduce() -> None:
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            def reduce(v):
+                if not isinstance(v, tf.distribute.DistributedValues):
+                    return v
+                rank = strategy.experimental_local_results(v)[0].shape.rank
+                return strategy.reduce("MEAN", v, axis=0 if rank else None)
+
+            return tf.nest.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+# ---- tfmot 0.8.1: no way to calibrate activation ranges ---------------------------------------------------------
+# tfmot's MovingAvgQuantize has a fixed EMA decay (0.999) and starts at [-6, 6]; there is no public calibration
+# API. Calibration swaps in a cumulative average (decay k/(k+1) at batch k) by wrapping the private
+# ``quant_ops.MovingAvgQuantize`` for the calibration passes only. Other tfmot versions: refused.
+CALIBRATION_TFMOT = ("0.8",)
+
+
+@contextlib.contextmanager
+def cumulative_range_averaging() -> Iterator[callable]:
+    """Inside the block tfmot's activation ranges average over batches; call the yielded function after each."""
+    version = version_of("tensorflow-model-optimization")
+    if _minor(version) not in CALIBRATION_TFMOT:
+        raise ConfigError(f"QAT range calibration is written for tensorflow-model-optimization "
+                          f"{' or '.join(CALIBRATION_TFMOT)}.x; installed: {version}")
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    original = quant_ops.MovingAvgQuantize
+    step = {"k": 0}
+
+    def averaging(*args, **kwargs):
+        kwargs["ema_decay"] = step["k"] / (step["k"] + 1.0)
+        return original(*args, **kwargs)
+
+    def next_batch() -> None:
+        step["k"] += 1
+
+    quant_ops.MovingAvgQuantize = averaging
+    try:
+        yield next_batch
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+# ---- tf_keras 2.21: a layer's inbound layer -----------------------------------------------------------------------
+# tf_keras has no public accessor for the layer feeding another (Keras 3 has none either); tfmot itself reads
+# ``_inbound_nodes``. Used to decide whether a BatchNormalization follows a conv tfmot can fold it into.
+INBOUND_TF_KERAS = ("2.21",)
+
+
+def inbound_layer(layer):
+    """The layer whose output feeds ``layer``'s first call (tf_keras), or None when it cannot be known."""
+    if _minor(version_of("tf-keras") or version_of("tf_keras")) not in INBOUND_TF_KERAS:
+        raise ConfigError(f"QAT needs tf-keras {' or '.join(INBOUND_TF_KERAS)}.x (matching TensorFlow); "
+                          f"installed: {version_of('tf-keras')}")
+    nodes = getattr(layer, "_inbound_nodes", None)
+    return nodes[0].inbound_layers if nodes else None
+
+
+def outbound_count(layer) -> int:
+    """How many calls consume ``layer``'s output (tf_keras; see :func:`inbound_layer`)."""
+    return len(getattr(layer, "_outbound_nodes", ()))

@@ -1,0 +1,149 @@
+"""A quiet console for the command line: TensorFlow's C++ start-up lines and known upstream warnings hidden.
+
+TensorFlow prints oneDNN, CUDA-stub and CPU-feature lines from C++ before its logging is configured, so
+``TF_CPP_MIN_LOG_LEVEL`` alone does not hide them: :func:`import_tensorflow` also points the process-level
+stderr (file descriptor 2) at /dev/null while TensorFlow loads. Only the ``keras-resnet`` command calls
+:func:`quiet`; importing keras_resnet as a library changes no logging or warning settings.
+``keras-resnet --verbose ...`` or ``KERAS_RESNET_DEBUG=1`` keeps everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+
+# Upstream warnings that say nothing actionable to a keras-resnet user: (message regex, category, why).
+UPSTREAM_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    (r"You are saving your model as an HDF5 file", UserWarning,
+     "tf_keras: QAT models are .h5 on purpose (its .keras format drops tfmot's variables)"),
+    (r".*`build\(\)` was called on layer", UserWarning, "tfmot wrappers build lazily"),
+    (r".*Skipping variable loading for optimizer", UserWarning, "models load for inference without optimizer"),
+    (r".*Compiled the loaded model, but the compiled metrics", UserWarning, "inference-only loading"),
+    (r".*is deprecated", DeprecationWarning, "TensorFlow/tfmot internals on Python 3.11+"),
+)
+
+
+def json_line(value) -> str:
+    """``value`` as one line of strict JSON: NaN and ±Infinity (not JSON) become null."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False)
+
+
+def debug() -> bool:
+    return bool(os.environ.get("KERAS_RESNET_DEBUG"))
+
+
+_QUIET = {"on": False}  # set by quiet(): the command line asked for a quiet console
+
+
+@contextlib.contextmanager
+def _fds_to_devnull(*fds: int) -> Iterator[None]:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(fd) for fd in fds]
+    except (OSError, ValueError):  # no real stdout/stderr (embedded interpreters, some notebook kernels)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null inside the block (C/C++ output included), then restore it."""
+    return _fds_to_devnull(2)
+
+
+def native_output_silenced():
+    """In a quiet command (see :func:`quiet`), send file descriptors 1 and 2 to /dev/null inside the block: for
+    library calls that print from C++ (the TFLite converter's ``fully_quantize: ...`` line). A no-op otherwise,
+    so library users keep whatever their process prints."""
+    return _fds_to_devnull(1, 2) if _QUIET["on"] else contextlib.nullcontext()
+
+
+def quiet() -> None:
+    """Hide TensorFlow's C++ logs (before it loads) and the :data:`UPSTREAM_WARNINGS` for this process."""
+    _QUIET["on"] = True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    for message, category, _ in UPSTREAM_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+# The Keras backends keras-resnet trains and evaluates on, and the package each needs (setup.cfg extras).
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def keras_backend() -> str:
+    """The backend Keras will load, read as Keras reads it (``KERAS_BACKEND``, else ``KERAS_HOME`` or
+    ``~/.keras``/keras.json, else tensorflow), without importing Keras."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            config = json.load(f)
+        return str(config.get("backend") or "tensorflow") if isinstance(config, dict) else "tensorflow"
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def check_backend() -> str:
+    """Refuse, with one clear error, a Keras backend keras-resnet does not run on or that is not installed
+    (Keras itself fails with a traceback from deep inside its import); returns the backend's name."""
+    import importlib.util
+
+    from keras_resnet.core.errors import ConfigError
+
+    name = keras_backend()
+    if name not in BACKENDS:
+        raise ConfigError(f"KERAS_BACKEND={name} is not supported: keras-resnet runs on {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(BACKENDS[name]) is None:
+        raise ConfigError(f"KERAS_BACKEND={name}, but {BACKENDS[name]} is not installed "
+                          f"(pip install 'keras-resnets[{name}]')")
+    return name
+
+
+def import_tensorflow(silenced: bool = True):
+    """Import TensorFlow (and Keras on it) with its start-up lines hidden; returns the module."""
+    if "tensorflow" in sys.modules or not silenced:
+        import tensorflow as tf
+    else:
+        with native_stderr_silenced():
+            import keras  # noqa: F401  (its backend import repeats some of TensorFlow's lines)
+            import tensorflow as tf
+
+            # Where a CUDA toolkit is installed without a GPU, the first op's platform probe prints a cuInit
+            # error line (TF 2.21); probing here, silenced, keeps it out of consoles and stored notebooks.
+            # Physical devices only: logical devices (virtual CPUs for tests) can still be configured.
+            tf.config.list_physical_devices()
+    tf.get_logger().setLevel("ERROR")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # absl comes with TensorFlow; a TensorFlow without it still works
+        pass
+    return tf
