@@ -50,6 +50,7 @@ def _fit_seconds(model, timer, *args, **kwargs) -> float:
 
 def pipeline_vs_memory(name: str, rounds: int, batch: int = 128) -> dict:
     from keras_resnet.data import datasets as data
+    from keras_resnet.data.pipeline import train_pipeline
     from keras_resnet.train.loop import Recipe, compile_model, model_for_dataset
 
     info = data.info("digits")
@@ -57,8 +58,8 @@ def pipeline_vs_memory(name: str, rounds: int, batch: int = 128) -> dict:
     steps = -(-len(x) // batch)
     model = model_for_dataset(name, info, weight_decay=1e-4)
     compile_model(model, Recipe(model=name, batch_size=batch), steps, info.num_classes)
-    pipeline = data.train_pipeline(x, y, batch, flip=info.flip, seed=0)
-    augmented = np.concatenate([b.numpy() for b, _ in data.train_pipeline(x, y, len(x), flip=info.flip, seed=1)])
+    pipeline = train_pipeline(x, y, batch, flip=info.flip, seed=0)
+    augmented = np.concatenate([b.numpy() for b, _ in train_pipeline(x, y, len(x), flip=info.flip, seed=1)])
     timer = EpochTimer()
     for _ in range(2):  # trace both input paths (full and partial last batch) before timing
         _fit_seconds(model, timer, pipeline)

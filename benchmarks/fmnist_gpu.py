@@ -4,7 +4,7 @@ full size (55,000 training images), which do not fit in a working session on 2 C
 The model, its input normalisation, the optimizer, the schedule and the loss are keras_resnet's own
 (``train.model_for_dataset`` and ``train.compile_model`` with a ``Recipe``), so a run here differs from
 ``keras-resnet train`` only in its backend (JAX, no TensorFlow on the machine) and its input pipeline: the same
-pad-4 random crop and horizontal flip as ``data.augment_batch``, done in numpy once per epoch. Every run is a
+pad-4 random crop and horizontal flip as ``pipeline.augment_batch``, done in numpy once per epoch. Every run is a
 separate process; they share the one GPU (the models are small: one alone leaves the GPU mostly idle). Each run
 writes ``OUT/<name>.json`` after every epoch (history with train, validation and test accuracy), so a run cut
 short still reports how far it got.
@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # keras_resnet from this checkout
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, *, pad: int = 4, flip: bool = True) -> np.ndarray:
-    """Pad-``pad`` random crops (zero padding) and random horizontal flips, as ``data.augment_batch``."""
+    """Pad-``pad`` random crops (zero padding) and random horizontal flips, as ``pipeline.augment_batch``."""
     n, h, w, _ = x.shape
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))

@@ -546,6 +546,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 from keras_resnet.data import datasets as data
+from keras_resnet.data.pipeline import train_pipeline
 from keras_resnet.train import loop as train
 from keras_resnet.spec.options import Recipe
 name, limit, rounds, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
@@ -554,9 +555,9 @@ x, y = (a[:limit] for a in data.load("fashion-mnist", "train", data_dir))
 recipe = Recipe(model=name, dataset="fashion-mnist", batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine")
 model = train.model_for_dataset(name, info, weight_decay=recipe.weight_decay)
 train.compile_model(model, recipe, -(-len(x) // 128), info.num_classes)
-pipeline = data.train_pipeline(x, y, 128, flip=info.flip, seed=0, shard_by_data=False)  # as keras-resnet train
+pipeline = train_pipeline(x, y, 128, flip=info.flip, seed=0, shard_by_data=False)  # as keras-resnet train
 # keras.applications-style: what a user writes with a keras.applications model, pre-augmented arrays in memory
-arrays = np.concatenate([b.numpy() for b, _ in data.train_pipeline(x, y, len(x), flip=info.flip, seed=1)])
+arrays = np.concatenate([b.numpy() for b, _ in train_pipeline(x, y, len(x), flip=info.flip, seed=1)])
 # The same pre-augmented arrays through a plain tf.data Dataset (shuffle, batch, prefetch; no augmentation): it
 # separates what the augmentation costs from what feeding fit a tf.data Dataset instead of arrays costs.
 dataset = tf.data.Dataset.from_tensor_slices((arrays, y)).shuffle(len(x)).batch(128).prefetch(tf.data.AUTOTUNE)

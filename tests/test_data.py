@@ -10,6 +10,7 @@ from training_helpers import write_cifar10, write_cifar100, write_image_folder
 
 from keras_resnet.core.errors import ConfigError, DataError, Error
 from keras_resnet.data import datasets as data
+from keras_resnet.data import pipeline, splitting
 
 
 def test_registry_and_info_fields():
@@ -25,7 +26,7 @@ def test_registry_and_info_fields():
 
 
 def test_digits_splits_are_fixed_disjoint_stratified():
-    parts = {s: data.load("digits", s) for s in data.SPLITS}
+    parts = {s: data.load("digits", s) for s in splitting.SPLITS}
     sizes = {s: len(y) for s, (_, y) in parts.items()}
     assert sum(sizes.values()) == 1797 and 1100 <= sizes["train"] <= 1200 and sizes["test"] >= 350
     for x, y in parts.values():
@@ -34,7 +35,7 @@ def test_digits_splits_are_fixed_disjoint_stratified():
         assert set(np.unique(y)) == set(range(10))
         counts = np.bincount(y, minlength=10)
         assert counts.max() - counts.min() <= 0.2 * counts.mean()  # stratified
-    rows = {s: {x.tobytes() for x in parts[s][0]} for s in data.SPLITS}
+    rows = {s: {x.tobytes() for x in parts[s][0]} for s in splitting.SPLITS}
     assert not rows["train"] & rows["test"] and not rows["val"] & rows["test"]
     again = data.load("digits", "test")
     assert np.array_equal(again[0], parts["test"][0]) and np.array_equal(again[1], parts["test"][1])
@@ -104,7 +105,7 @@ def test_image_folder_flat_and_split_layouts(tmp_path):
     flat = write_image_folder(tmp_path / "flat")
     info = data.info(f"folder:{flat}")
     assert info.labels == ["cat", "dog", "fox"] and info.image_shape == (32, 32, 3) and info.flip
-    sizes = [len(data.load(f"folder:{flat}", s)[1]) for s in data.SPLITS]
+    sizes = [len(data.load(f"folder:{flat}", s)[1]) for s in splitting.SPLITS]
     assert sum(sizes) == 30 and min(sizes) >= 3
     x, y = data.load("folder", "train", str(flat), image_size=16)
     assert x.shape[1:] == (16, 16, 3) and x.dtype == np.uint8
@@ -140,7 +141,7 @@ def test_train_pipeline_pads_crops_and_flips_only_when_allowed(flip):
     rng = np.random.default_rng(0)
     x = rng.integers(1, 255, (40, 32, 32, 3), dtype=np.uint8)
     y = np.arange(40, dtype=np.int64)
-    ds = data.train_pipeline(x, y, 16, flip=flip, seed=3)
+    ds = pipeline.train_pipeline(x, y, 16, flip=flip, seed=3)
     seen, flipped, shifted = [], 0, 0
     for images, labels in ds:
         assert images.dtype.name == "float32" and images.shape[1:] == (32, 32, 3)
@@ -153,15 +154,15 @@ def test_train_pipeline_pads_crops_and_flips_only_when_allowed(flip):
             seen.append(int(label))
     assert sorted(seen) == list(range(40)) and seen != list(range(40))  # every image once, shuffled
     assert shifted > 20 and (flipped > 5 if flip else flipped == 0)
-    first = [b.numpy() for b, _ in data.train_pipeline(x, y, 16, flip=flip, seed=3)]
+    first = [b.numpy() for b, _ in pipeline.train_pipeline(x, y, 16, flip=flip, seed=3)]
     second = [b.numpy() for b, _ in ds]
-    assert np.array_equal(first[0], [b.numpy() for b, _ in data.train_pipeline(x, y, 16, flip=flip, seed=3)][0])
+    assert np.array_equal(first[0], [b.numpy() for b, _ in pipeline.train_pipeline(x, y, 16, flip=flip, seed=3)][0])
     assert not np.array_equal(first[0], second[0])  # a new shuffle and new crops every epoch
 
 
 def test_eval_pipeline_is_deterministic_raw_pixels():
     x, y = data.load("digits", "val")
-    batches = list(data.eval_pipeline(x, y, 100))
+    batches = list(pipeline.eval_pipeline(x, y, 100))
     assert [len(b[1]) for b in batches] == [100, 100, len(y) - 200]
     images = np.concatenate([b[0].numpy() for b in batches])
     assert images.dtype == np.float32 and np.array_equal(images, x.astype(np.float32))
@@ -170,6 +171,6 @@ def test_eval_pipeline_is_deterministic_raw_pixels():
 
 def test_stratified_split_keeps_every_class():
     y = np.repeat(np.arange(5), [2, 3, 10, 50, 1])
-    keep, held = data.stratified_split(y, 0.2)
+    keep, held = splitting.stratified_split(y, 0.2)
     assert sorted(np.concatenate([keep, held]).tolist()) == list(range(len(y)))
     assert set(y[keep]) == set(range(5)) and set(y[held]) == {0, 1, 2, 3}

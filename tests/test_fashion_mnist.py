@@ -12,6 +12,7 @@ import pytest
 
 from keras_resnet.core.errors import ConfigError, DataError
 from keras_resnet.data import datasets as data
+from keras_resnet.data import fashion_mnist
 
 STEMS = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -62,17 +63,17 @@ def peak_memory():
 def test_read_idx_round_trip(tmp_path, gz):
     x = tiny_images(7)
     y = np.array([0, 9, 3, 3, 1, 2, 8], np.uint8)
-    images = data.read_idx(str(write(tmp_path / "i", idx_bytes(x), gz)), "images")
-    labels = data.read_idx(str(write(tmp_path / "l", idx_bytes(y), gz)), "labels")
+    images = fashion_mnist.read_idx(str(write(tmp_path / "i", idx_bytes(x), gz)), "images")
+    labels = fashion_mnist.read_idx(str(write(tmp_path / "l", idx_bytes(y), gz)), "labels")
     assert images.dtype == np.uint8 and images.shape == (7, 28, 28) and np.array_equal(images, x)
     assert np.array_equal(labels, y)
     other = tiny_images(3)[:, :20, :24]
     path = str(write(tmp_path / "o", idx_bytes(other), gz))
-    assert data.read_idx(path, "images", image_size=None).shape == (3, 20, 24)
+    assert fashion_mnist.read_idx(path, "images", image_size=None).shape == (3, 20, 24)
     with pytest.raises(DataError, match="20×24, expected 28×28"):
-        data.read_idx(path, "images")
+        fashion_mnist.read_idx(path, "images")
     with pytest.raises(ConfigError, match="kind"):
-        data.read_idx(path, "pixels")
+        fashion_mnist.read_idx(path, "pixels")
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -93,9 +94,9 @@ def test_hostile_headers_are_clean_errors_without_big_allocations(tmp_path, gz, 
     for name, (content, kind, message) in cases.items():
         path = write(tmp_path / name.replace(" ", "_"), content, gz)
         with pytest.raises(DataError, match=message):
-            data.read_idx(str(path), kind)
+            fashion_mnist.read_idx(str(path), kind)
     with pytest.raises(DataError, match="more than the limit of 3"):
-        data.read_idx(str(write(tmp_path / "cap", idx_bytes(x), gz)), "images", max_items=3)
+        fashion_mnist.read_idx(str(write(tmp_path / "cap", idx_bytes(x), gz)), "images", max_items=3)
     assert peak_memory() < 8 * 2**20, "a hostile header made the reader allocate"
 
 
@@ -110,7 +111,7 @@ def test_gzip_bomb_is_not_decompressed_past_the_declared_size(tmp_path, peak_mem
     assert bomb.stat().st_size < 2**20
     tracemalloc.reset_peak()
     with pytest.raises(DataError, match="longer than its header says"):
-        data.read_idx(str(bomb), "images")
+        fashion_mnist.read_idx(str(bomb), "images")
     assert peak_memory() < 8 * 2**20
 
 
@@ -119,14 +120,14 @@ def test_corrupt_gzip_and_missing_file_are_data_errors(tmp_path):
     corrupt = tmp_path / "corrupt.gz"
     corrupt.write_bytes(good[:10] + b"\xff" * 40)  # a gzip header, then a deflate block of the reserved type
     with pytest.raises(DataError, match="cannot read .* as an IDX file") as caught:
-        data.read_idx(str(corrupt), "images")
+        fashion_mnist.read_idx(str(corrupt), "images")
     assert caught.value.__cause__ is not None
     cut = tmp_path / "cut.gz"
     cut.write_bytes(good[: len(good) // 2])
     with pytest.raises(DataError):
-        data.read_idx(str(cut), "images")
+        fashion_mnist.read_idx(str(cut), "images")
     with pytest.raises(DataError, match="cannot read"):
-        data.read_idx(str(tmp_path / "absent"), "labels")
+        fashion_mnist.read_idx(str(tmp_path / "absent"), "labels")
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -189,7 +190,7 @@ def test_missing_files_name_the_package_and_data_dir(tmp_path, monkeypatch):
     def offline():
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(data, "FASHION_MNIST_DIR", str(tmp_path / "not-installed"))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_DIR", str(tmp_path / "not-installed"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
     data._load_all.cache_clear()
@@ -205,12 +206,12 @@ def test_missing_files_name_the_package_and_data_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR),
-                    reason=f"needs the Debian package dataset-fashion-mnist ({data.FASHION_MNIST_DIR}); "
+@pytest.mark.skipif(not os.path.isdir(fashion_mnist.FASHION_MNIST_DIR),
+                    reason=f"needs the Debian package dataset-fashion-mnist ({fashion_mnist.FASHION_MNIST_DIR}); "
                            f"apt-get install dataset-fashion-mnist")
 def test_real_debian_files():
     info = data.info("fashion-mnist")
-    assert info.source == data.FASHION_MNIST_DIR and info.image_shape == (32, 32, 1)
+    assert info.source == fashion_mnist.FASHION_MNIST_DIR and info.image_shape == (32, 32, 1)
     assert info.sizes == {"train": 55000, "val": 5000, "test": 10000}
     x, y = data.load("fashion-mnist", "train")
     xt, yt = data.load("fashion-mnist", "test")

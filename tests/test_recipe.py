@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_resnet.core.errors import ConfigError
-from keras_resnet.data import augment
+from keras_resnet.data import augment, pipeline
 from keras_resnet.data import datasets as data
 from keras_resnet.spec.options import PRESETS, Recipe
 from keras_resnet.train import loop as train_mod
@@ -82,13 +82,13 @@ def test_mix_probability_and_switch():
 
 def test_train_pipeline_mixes_into_soft_one_hot_labels():
     x, y = data.load("digits", "train")
-    ds = data.train_pipeline(x[:64], y[:64], 32, flip=False, seed=1, mix={"mixup_alpha": 0.5}, num_classes=10)
+    ds = pipeline.train_pipeline(x[:64], y[:64], 32, flip=False, seed=1, mix={"mixup_alpha": 0.5}, num_classes=10)
     images, labels = next(iter(ds))
     assert images.dtype == tf.float32 and labels.shape == (32, 10) and labels.dtype == tf.float32
     np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, atol=1e-6)
     assert (labels.numpy().max(axis=1) < 1).any()  # soft rows
     with pytest.raises(ConfigError, match="num_classes"):
-        data.train_pipeline(x[:8], y[:8], 4, mix={"mixup_alpha": 0.5})
+        pipeline.train_pipeline(x[:8], y[:8], 4, mix={"mixup_alpha": 0.5})
 
 
 # ---- RandAugment -----------------------------------------------------------------------------------------
@@ -128,11 +128,11 @@ def test_train_pipeline_randaugment_is_seeded():
     x, y = data.load("digits", "train")
 
     def first(seed):
-        ds = data.train_pipeline(x[:32], y[:32], 16, flip=False, seed=seed, randaugment=(2, 9.0))
+        ds = pipeline.train_pipeline(x[:32], y[:32], 16, flip=False, seed=seed, randaugment=(2, 9.0))
         return next(iter(ds))[0].numpy()
 
     np.testing.assert_array_equal(first(3), first(3))
-    plain = next(iter(data.train_pipeline(x[:32], y[:32], 16, flip=False, seed=3)))[0].numpy()
+    plain = next(iter(pipeline.train_pipeline(x[:32], y[:32], 16, flip=False, seed=3)))[0].numpy()
     assert not np.array_equal(first(3), plain)
 
 

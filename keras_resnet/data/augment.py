@@ -3,7 +3,7 @@
 Every function works on a batch of ``float32`` images in [0, 255] (N×H×W×C, any C: RGB and grayscale alike) and
 takes an ``int[2]`` seed: the stateless random ops make the result a function of the seed only, so a run is
 deterministic for its ``--seed`` and still different every epoch (the seeds come from a re-randomised
-``tf.data.Dataset.random`` stream, see :func:`keras_resnet.data.datasets.train_pipeline`).
+``tf.data.Dataset.random`` stream, see :func:`keras_resnet.data.pipeline.train_pipeline`).
 
 - :func:`rand_augment` (Cubuk et al. 2019, the "increasing" magnitudes of timm's ``rand-mM-nN-inc1``): N ops per
   image, each drawn uniformly from :data:`RAND_OPS`, at magnitude M of 10.

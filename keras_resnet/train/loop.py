@@ -42,6 +42,7 @@ from keras_resnet.core import compat, runlock
 from keras_resnet.core.errors import ConfigError, DataError, OutputError
 from keras_resnet.core.files import atomic_path, atomic_write, publish, save_figure
 from keras_resnet.data import datasets as data_lib
+from keras_resnet.data import pipeline
 from keras_resnet.model.schedules import ResNetSchedule
 from keras_resnet.spec.options import STRATEGIES, Recipe
 from keras_resnet.spec.specs import model_spec, normalize_name
@@ -595,11 +596,11 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
     mix = ({"mixup_alpha": recipe.mixup_alpha, "cutmix_alpha": recipe.cutmix_alpha, "prob": recipe.mix_prob,
             "switch_prob": recipe.mix_switch_prob} if recipe.mixes else None)
     randaugment = (recipe.randaugment_ops, recipe.randaugment_magnitude) if recipe.randaugment_ops else None
-    train_ds = data_lib.train_pipeline(*train_data, recipe.batch_size, flip=info.flip, seed=recipe.seed,
+    train_ds = pipeline.train_pipeline(*train_data, recipe.batch_size, flip=info.flip, seed=recipe.seed,
                                        augment=recipe.augment, drop_remainder=multiworker, shard_by_data=shard,
                                        randaugment=randaugment, mix=mix, num_classes=info.num_classes)
-    val_ds = data_lib.eval_pipeline(*val_data, recipe.batch_size, shard_by_data=shard)
-    test_ds = data_lib.eval_pipeline(*test_data, recipe.batch_size, shard_by_data=shard)
+    val_ds = pipeline.eval_pipeline(*val_data, recipe.batch_size, shard_by_data=shard)
+    test_ds = pipeline.eval_pipeline(*test_data, recipe.batch_size, shard_by_data=shard)
     if recipe.one_hot:  # mixed batches arrive one-hot already
         val_ds, test_ds = (one_hot_labels(ds, info.num_classes) for ds in (val_ds, test_ds))
         if not recipe.mixes:

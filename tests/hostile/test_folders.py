@@ -12,6 +12,7 @@ from training_helpers import write_image_folder
 
 from keras_resnet.core.errors import ConfigError, DataError
 from keras_resnet.data import datasets as data
+from keras_resnet.data import folders
 from keras_resnet.spec.options import Recipe
 
 
@@ -90,7 +91,7 @@ def test_split_layout_with_bad_images_in_test(tmp_path):
 
 def test_a_huge_image_size_is_refused_before_decoding(tmp_path, monkeypatch):
     root = write_image_folder(tmp_path / "set", per_class=2, size=8)
-    monkeypatch.setattr(data, "_decode", lambda *a: pytest.fail("decoded before the memory check"))
+    monkeypatch.setattr(folders, "_decode", lambda *a: pytest.fail("decoded before the memory check"))
     with pytest.raises(DataError, match=r"6 images at --image-size 20000 need 6\.7 GiB"):
         data.load(f"folder:{root}", "train", image_size=20000)
 
@@ -98,7 +99,7 @@ def test_a_huge_image_size_is_refused_before_decoding(tmp_path, monkeypatch):
 def test_an_image_over_the_pixel_cap_is_skipped_unread(tmp_path, monkeypatch):
     root = write_image_folder(tmp_path / "set", per_class=4, size=8)
     Image.new("RGB", (300, 200)).save(root / "dog" / "big.png")
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 300 * 200 - 1)
+    monkeypatch.setattr(folders, "MAX_IMAGE_PIXELS", 300 * 200 - 1)
     with pytest.warns(data.DataWarning):
         info = data.info(f"folder:{root}", image_size=8)
     assert [entry.split(": ", 1)[1] for entry in info.skipped] == ["300×200 pixels, more than 0 MP"]
