@@ -90,3 +90,30 @@ def test_calibration_refuses_other_tfmot_versions(monkeypatch):
     with pytest.raises(ConfigError, match="tensorflow-model-optimization 0.8.x; installed: 0.9.0"):
         with compat.cumulative_range_averaging():
             pass
+
+
+@pytest.mark.slow  # imports tfmot (and sets TF_USE_LEGACY_KERAS for the process)
+def test_tfmot_default_8bit_configs_are_still_private():
+    """compat.tfmot_default_8bit_configs reaches into tfmot's ``.python.core`` for two default 8-bit configs."""
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+
+    keras_api = tfmot.quantization.keras
+    public = {name for module in (keras_api, keras_api.default_8bit, keras_api.quantizers) for name in dir(module)}
+    for name in ("NoOpQuantizeConfig", "Default8BitOutputQuantizeConfig"):
+        assert name not in public, f"tfmot exports {name} now: use it instead of compat.tfmot_default_8bit_configs"
+    configs = compat.tfmot_default_8bit_configs()  # the installed tfmot is the pinned one
+    no_op, output = configs.no_op(), configs.output()
+    assert isinstance(no_op, keras_api.QuantizeConfig) and isinstance(output, keras_api.QuantizeConfig)
+    assert no_op.get_output_quantizers(None) == [] and no_op.get_weights_and_quantizers(None) == []
+    assert len(output.get_output_quantizers(None)) == 1 and output.get_weights_and_quantizers(None) == []
+    import tf_keras
+
+    with keras_api.quantize_scope():  # saved QAT models that use them reload (by class name)
+        for name in ("NoOpQuantizeConfig", "Default8BitOutputQuantizeConfig"):
+            assert issubclass(tf_keras.saving.get_registered_object(name), keras_api.QuantizeConfig)
+
+
+def test_tfmot_default_8bit_configs_refuse_other_tfmot_versions(monkeypatch):
+    monkeypatch.setattr(compat, "version_of", lambda name: "0.9.0")
+    with pytest.raises(ConfigError, match="QAT annotation is written for tensorflow-model-optimization 0.8.x"):
+        compat.tfmot_default_8bit_configs()

@@ -11,10 +11,12 @@ setup.cfg pins the ranges the package is tested on: keras 3.15, tensorflow 2.21,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from keras_resnet.core.errors import ConfigError
 
@@ -121,13 +123,17 @@ def _patch_multiworker_reduce() -> None:
 CALIBRATION_TFMOT = ("0.8",)
 
 
+def _check_tfmot(purpose: str, versions: tuple[str, ...]) -> None:
+    version = version_of("tensorflow-model-optimization")
+    if _minor(version) not in versions:
+        raise ConfigError(f"{purpose} is written for tensorflow-model-optimization {' or '.join(versions)}.x; "
+                          f"installed: {version}")
+
+
 @contextlib.contextmanager
 def cumulative_range_averaging() -> Iterator[callable]:
     """Inside the block tfmot's activation ranges average over batches; call the yielded function after each."""
-    version = version_of("tensorflow-model-optimization")
-    if _minor(version) not in CALIBRATION_TFMOT:
-        raise ConfigError(f"QAT range calibration is written for tensorflow-model-optimization "
-                          f"{' or '.join(CALIBRATION_TFMOT)}.x; installed: {version}")
+    _check_tfmot("QAT range calibration", CALIBRATION_TFMOT)
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
     original = quant_ops.MovingAvgQuantize
@@ -145,6 +151,33 @@ def cumulative_range_averaging() -> Iterator[callable]:
         yield next_batch
     finally:
         quant_ops.MovingAvgQuantize = original
+
+
+# ---- tfmot 0.8.1: the default 8-bit scheme's quantize configs are private -------------------------------------
+# ``tfmot.quantization.keras.default_8bit`` exports the scheme's registry (which layers have a rule) but not its
+# no-op and output-only QuantizeConfigs, which layers without a rule need (ChannelPadding passes through; Subtract,
+# Rescaling, ... quantize their output). They live in ``tensorflow_model_optimization.python.core.quantization.
+# keras.default_8bit.default_8bit_quantize_configs``; quantize_scope() knows them, so saved QAT models that use them
+# reload (a QuantizeConfig of our own would not). Other tfmot versions: refused.
+DEFAULT_8BIT_TFMOT = ("0.8",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Default8BitConfigs:
+    """Two of tfmot's default 8-bit QuantizeConfig classes (call one for a new config)."""
+
+    no_op: Callable[[], Any]  # quantizes nothing: the layer shares its input's range
+    output: Callable[[], Any]  # quantizes the layer's output only
+
+
+def tfmot_default_8bit_configs() -> Default8BitConfigs:
+    """tfmot's default 8-bit no-op and output-only quantize configs (private in tfmot 0.8.x)."""
+    _check_tfmot("QAT annotation", DEFAULT_8BIT_TFMOT)
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs,
+    )
+
+    return Default8BitConfigs(no_op=configs.NoOpQuantizeConfig, output=configs.Default8BitOutputQuantizeConfig)
 
 
 # ---- tf_keras 2.21: a layer's inbound layer -----------------------------------------------------------------------
