@@ -35,7 +35,7 @@ VARIANTS = [
 def files(name: str, workdir: str, threads: int) -> dict[str, str]:
     from keras_resnet.export import aeq
     from keras_resnet.export import convert as C
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     module = aeq.require()
     model = build_model(name, weights=None, input_shape=(32, 32, 3), classes=10)

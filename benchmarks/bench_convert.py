@@ -33,7 +33,7 @@ APIS = ("compiled", "interpreter")
 def convert(name: str, workdir: str) -> dict[str, str]:
     """float32 and int8 .tflite files of a random-weight model; {format: path}."""
     from keras_resnet.export import convert as C
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     shape, classes = MODELS[name]
     model = build_model(name, weights=None, input_shape=shape, classes=classes)
@@ -120,7 +120,7 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     from keras_resnet.export import convert as C
     from keras_resnet.io.model_io import load_model
     from keras_resnet.quant import quantize as Q
-    from keras_resnet.spec.options import QATSpec
+    from keras_resnet.spec.commands import QATSpec
     from keras_resnet.train import loop as train
 
     keras.utils.set_random_seed(0)

@@ -40,7 +40,7 @@ def main() -> None:
 
     from keras_resnet.export import convert as C
     from keras_resnet.model import blocks
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     current = blocks.ChannelPadding
 

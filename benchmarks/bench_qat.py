@@ -128,7 +128,7 @@ def run(args, workdir: str) -> dict:
     from keras_resnet.model.build import predict
     from keras_resnet.quant import qat
     from keras_resnet.quant import quantize as Q
-    from keras_resnet.spec.options import QATSpec
+    from keras_resnet.spec.commands import QATSpec
     from keras_resnet.train import loop as train
 
     print(f"backend {keras.backend.backend()}, dataset {args.dataset}, model {args.model}", flush=True)

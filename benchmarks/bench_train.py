@@ -83,7 +83,7 @@ def ours_vs_keras_applications(rounds: int, size: int, batch: int = 32, steps: i
     import keras
     import tensorflow as tf  # the same tf.data input on every backend
 
-    from keras_resnet.model.build import ResNet50
+    from keras_resnet.model.models import ResNet50
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (batch * steps, size, size, 3)).astype("float32")

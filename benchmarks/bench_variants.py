@@ -22,7 +22,7 @@ import numpy as np
 from resnet_edge import Classifier
 
 from keras_resnet.export import convert
-from keras_resnet.model.build import build_model
+from keras_resnet.model.registry import build_model
 
 MODELS = {"resnet50 (v1.5, timm/torchvision)": ("resnet50", {"variant": "v1.5", "use_bias": False}),
           "seresnet50": ("seresnet50", {}), "resnext50_32x4d": ("resnext50_32x4d", {}),

@@ -61,7 +61,7 @@ def qat_run(spec: str, args) -> None:
 
     from keras_resnet.data import datasets as data
     from keras_resnet.quant import qat
-    from keras_resnet.spec.options import QATSpec
+    from keras_resnet.spec.commands import QATSpec
 
     name, _, source, *rest = spec.split(":")
     seed = int(rest[0]) if rest else 0
@@ -109,7 +109,7 @@ def one_run(spec: str, args) -> None:
     import keras
 
     from keras_resnet.data import datasets as data
-    from keras_resnet.spec.options import Recipe
+    from keras_resnet.spec.recipe import Recipe
     from keras_resnet.train import loop as train
 
     name, model_name, epochs, schedule, wd, *rest = spec.split(":")

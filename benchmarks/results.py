@@ -548,7 +548,7 @@ import tensorflow as tf
 from keras_resnet.data import datasets as data
 from keras_resnet.data.pipeline import train_pipeline
 from keras_resnet.train import loop as train
-from keras_resnet.spec.options import Recipe
+from keras_resnet.spec.recipe import Recipe
 name, limit, rounds, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
 info = data.info("fashion-mnist", data_dir)
 x, y = (a[:limit] for a in data.load("fashion-mnist", "train", data_dir))
@@ -622,7 +622,7 @@ from keras_resnet.train import loop as train
 flip = sys.argv[1] == "on"
 original = data.info
 data.info = lambda *a, **k: dataclasses.replace(original(*a, **k), flip=flip)
-from keras_resnet.spec.options import Recipe
+from keras_resnet.spec.recipe import Recipe
 recipe = Recipe(model="resnet20", dataset="fashion-mnist", data_dir=sys.argv[4] or None, epochs=int(sys.argv[2]),
                 batch_size=128, lr=0.1, weight_decay=5e-4, schedule="cosine", seed=0, limit=int(sys.argv[5]))
 summary = train.train(recipe, sys.argv[3], verbose=2)

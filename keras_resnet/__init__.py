@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     "stack": "keras_resnet.model.blocks",
     "ChannelPadding": "keras_resnet.model.blocks",
     "ResNet": "keras_resnet.model.build",
-    "build_model": "keras_resnet.model.build",
+    "build_model": "keras_resnet.model.registry",
     "load_weights": "keras_resnet.model.build",
     "transfer_weights": "keras_resnet.model.build",
     "ResNetSchedule": "keras_resnet.model.schedules",
@@ -44,8 +44,9 @@ __all__ = ["Arch", "BlockOptions", "MODELS", "VARIANTS", "__version__", *_LAZY]
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on first access
     from keras_resnet.io.hub import from_keras_hub, from_timm, from_torchvision  # noqa: F401
     from keras_resnet.model.blocks import ChannelPadding, basic_block, block, bottleneck_block, stack  # noqa: F401
-    from keras_resnet.model.build import ResNet, build_model, load_weights, transfer_weights  # noqa: F401
+    from keras_resnet.model.build import ResNet, load_weights, transfer_weights  # noqa: F401
     from keras_resnet.model.models import *  # noqa: F403
+    from keras_resnet.model.registry import build_model  # noqa: F401
     from keras_resnet.model.schedules import ResNetSchedule  # noqa: F401
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from keras_resnet.cli.main import main
 from keras_resnet.core.errors import ConfigError
-from keras_resnet.spec.options import ConvertSpec
+from keras_resnet.spec.conversion import ConvertSpec
 
 slow = pytest.mark.slow
 

@@ -109,7 +109,7 @@ FORWARD = textwrap.dedent("""
     import json, sys
     import numpy as np
     import keras
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
     folder, families = sys.argv[1], json.loads(sys.argv[2])
     x = np.load(folder + "/x.npy")
     for key, (name, options) in families.items():
@@ -138,7 +138,7 @@ def _forward(group: str, folder: str) -> dict:
     run in one JAX process: ``{family: (tensorflow output, jax output)}``."""
     import keras
 
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     families = CIFAR_FAMILIES if group == "cifar" else BOTTLENECK_FAMILIES
     x = np.random.default_rng(0).normal(size=(2, *INPUT)).astype("float32")
@@ -243,7 +243,7 @@ DEMO_TRAINING = textwrap.dedent("""
     import dataclasses, json, sys
     from keras_resnet.cli import demo
     from keras_resnet.train import loop as train
-    from keras_resnet.spec.options import DemoSettings
+    from keras_resnet.spec.commands import DemoSettings
     recipe = dataclasses.replace(demo.recipe_for(DemoSettings(epochs=1, batch_size=32)), limit=64)
     print(json.dumps(train.train(recipe, sys.argv[1], verbose=0)))
 """)

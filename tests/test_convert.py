@@ -194,7 +194,7 @@ def test_option_a_subsampling_keeps_the_cpu_graph_in_one_xnnpack_partition(tmp_p
     from resnet_edge.check import check
 
     from keras_resnet.model import blocks
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     def fallbacks(path):
         return [f.op.split("#")[0] for f in check(path, "cpu").findings if f.severity == "fallback"]

@@ -20,8 +20,10 @@ import pytest
 import keras_resnet
 from keras_resnet.cli import main as cli
 from keras_resnet.core import errors
-from keras_resnet.spec import options
-from keras_resnet.spec.options import ConvertSpec, DemoSettings, EvalSpec, QATSpec, Recipe, TrainRun
+from keras_resnet.spec import fields
+from keras_resnet.spec.commands import DemoSettings, EvalSpec, QATSpec
+from keras_resnet.spec.conversion import ConvertSpec
+from keras_resnet.spec.recipe import Recipe, TrainRun
 from keras_resnet.spec.specs import BlockOptions
 
 PACKAGE = pathlib.Path(keras_resnet.__file__).parent
@@ -30,7 +32,8 @@ PACKAGE = pathlib.Path(keras_resnet.__file__).parent
 
 
 def test_builders_never_import_tensorflow_nor_use_tf_keras():
-    for module in ("spec/specs.py", "spec/options.py", "cli/main.py", "model/blocks.py", "model/build.py",
+    for module in ("spec/specs.py", "spec/fields.py", "spec/recipe.py", "spec/conversion.py",
+                   "spec/commands.py", "cli/main.py", "model/blocks.py", "model/build.py",
                    "model/models.py", "model/schedules.py", "__init__.py"):
         top = ast.parse((PACKAGE / module).read_text()).body  # module level; tf_keras twins import lazily
         imported = {alias.name for node in top if isinstance(node, ast.Import) for alias in node.names}
@@ -159,19 +162,19 @@ def test_parser_defaults_are_the_dataclass_defaults(command, argv, classes):
     args = cli.parser_for(command).parse_args(argv)
     for cls in classes:
         extra = {"dataset": "digits"} if cls is QATSpec else {}
-        assert options.from_args(cls, args) == cls(**extra), cls.__name__
+        assert fields.from_args(cls, args) == cls(**extra), cls.__name__
 
 
 def test_parsed_values_reach_the_dataclass():
     args = cli.parser_for("train").parse_args(
         ["--model", "ResNet-56", "--epochs", "3", "--lr", "0.05", "--no-augment", "--option", "zero_init=true",
          "--option", "shortcut=B", "--schedule", "cosine", "--mixed-precision"])
-    recipe = options.from_args(Recipe, args)
+    recipe = fields.from_args(Recipe, args)
     assert recipe == Recipe(model="ResNet-56", epochs=3, lr=0.05, augment=False, schedule="cosine",
                             mixed_precision=True, builder_options={"zero_init": True, "shortcut": "B"})
     args = cli.parser_for("convert").parse_args(["m.keras", "-o", "o.tflite", "--quantize", "int8", "--mean",
                                                  "1,2,3", "--min-agreement", "0.5", "--target", "edgetpu"])
-    assert options.from_args(ConvertSpec, args) == ConvertSpec(quantization="int8", mean=(1.0, 2.0, 3.0),
+    assert fields.from_args(ConvertSpec, args) == ConvertSpec(quantization="int8", mean=(1.0, 2.0, 3.0),
                                                                min_agreement=0.5, target="edgetpu")
 
 

@@ -66,7 +66,7 @@ def test_not_a_tflite_model_is_refused():
 @pytest.mark.slow
 def test_embed_into_a_converted_resnet(tmp_path):
     from keras_resnet.export.convert import convert_model
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     content = convert_model(build_model("resnet20", input_shape=(16, 16, 3)), quantization="float32")
     _check_embed_read_replace(content, tmp_path, 16)

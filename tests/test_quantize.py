@@ -14,9 +14,9 @@ if importlib.util.find_spec("tensorflow_model_optimization") is None:  # not imp
 
 from keras_resnet.core.errors import ConfigError, ModelFileError, OutputExistsError  # noqa: E402
 from keras_resnet.io.model_io import load_model  # noqa: E402
-from keras_resnet.model.build import build_model  # noqa: E402
+from keras_resnet.model.registry import build_model  # noqa: E402
 from keras_resnet.quant import quantize as Q  # noqa: E402
-from keras_resnet.spec.options import QATSpec  # noqa: E402
+from keras_resnet.spec.commands import QATSpec  # noqa: E402
 
 slow = pytest.mark.slow  # tfmot, training or conversion
 

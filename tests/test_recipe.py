@@ -15,7 +15,7 @@ import pytest
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.data import augment, pipeline
 from keras_resnet.data import datasets as data
-from keras_resnet.spec.options import PRESETS, Recipe
+from keras_resnet.spec.recipe import PRESETS, Recipe
 from keras_resnet.train import loop as train_mod
 
 tf = pytest.importorskip("tensorflow")

@@ -21,7 +21,7 @@ from training_helpers import ENV, free_port, popen, run
 
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.data import datasets as data
-from keras_resnet.spec.options import Recipe
+from keras_resnet.spec.recipe import Recipe
 
 TINY = ["--model", "resnet20", "--dataset", "digits", "--limit", "128", "--batch-size", "64", "--verbose", "2"]
 
@@ -156,7 +156,7 @@ def test_cli_qat_epochs_with_the_tfmot_engine(tmp_path):
 
 def test_train_and_qat_share_one_default_engine():
     from keras_resnet.cli import main as cli
-    from keras_resnet.spec.options import DEFAULT_QAT_ENGINE, QAT_ENGINES
+    from keras_resnet.spec.fields import DEFAULT_QAT_ENGINE, QAT_ENGINES
 
     assert DEFAULT_QAT_ENGINE in QAT_ENGINES
     assert cli.parser_for("train").parse_args([]).qat_engine == DEFAULT_QAT_ENGINE
@@ -237,7 +237,7 @@ MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from keras_resnet.spec.options import Recipe
+    from keras_resnet.spec.recipe import Recipe
     from keras_resnet.train.loop import train
     summary = train(Recipe(model="resnet20", dataset="digits", epochs=1, batch_size=64, limit=128), sys.argv[1],
                     strategy="mirrored", verbose=0)

@@ -23,7 +23,8 @@ import numpy as np
 from keras_resnet.core.errors import ConfigError, OutputError
 from keras_resnet.core.files import atomic_write, save_figure
 from keras_resnet.io.model_io import load_model
-from keras_resnet.spec.options import DemoSettings, QATSpec, Recipe
+from keras_resnet.spec.commands import DemoSettings, QATSpec
+from keras_resnet.spec.recipe import Recipe
 
 FORMATS = (  # (file stem, quantization, from the QAT model)
     ("float32", "float32", False),
@@ -190,8 +191,8 @@ def plot(rows: list[dict], path: str, title: str) -> None:
 
 
 def demo_command(args) -> int:
-    """``keras-resnet demo``: the options are :class:`~keras_resnet.spec.options.DemoSettings` fields."""
-    from keras_resnet.spec.options import from_args
+    """``keras-resnet demo``: the options are :class:`~keras_resnet.spec.commands.DemoSettings` fields."""
+    from keras_resnet.spec.fields import from_args
 
     run(from_args(DemoSettings, args))
     return 0

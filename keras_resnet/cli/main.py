@@ -1,4 +1,5 @@
-"""``keras-resnet COMMAND ...``: parsers generated from :mod:`keras_resnet.spec.options`, one lazy import per command.
+"""``keras-resnet COMMAND ...``: parsers generated from the option dataclasses (:mod:`keras_resnet.spec.fields`), one
+lazy import per command.
 
 Parsing, ``--help`` and ``keras-resnet models`` need neither Keras nor TensorFlow, so they answer at once; a
 command's module (and TensorFlow, quietly: see :mod:`keras_resnet.core.console`) is imported only when it runs.
@@ -20,27 +21,17 @@ from dataclasses import dataclass
 
 from keras_resnet.core import console
 from keras_resnet.core.errors import Error
-from keras_resnet.spec.options import (
-    DEFAULT_QAT_ENGINE,
-    SHARED,
-    CheckSpec,
-    ConvertSpec,
-    DemoSettings,
-    EvalSpec,
-    ImportSpec,
-    QATSpec,
-    Recipe,
-    TrainRun,
-    add_arguments,
-    from_args,
-)
+from keras_resnet.spec.commands import DemoSettings, EvalSpec, ImportSpec, QATSpec
+from keras_resnet.spec.conversion import CheckSpec, ConvertSpec
+from keras_resnet.spec.fields import DEFAULT_QAT_ENGINE, SHARED, add_arguments, from_args
+from keras_resnet.spec.recipe import Recipe, TrainRun
 from keras_resnet.spec.specs import MODELS, VARIANTS
 
 Arguments = Callable[[argparse.ArgumentParser], None]
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, **changes) -> None:
-    """Add a :data:`~keras_resnet.spec.options.SHARED` flag that is not a dataclass field of the command."""
+    """Add a :data:`~keras_resnet.spec.fields.SHARED` flag that is not a dataclass field of the command."""
     flag = SHARED[name]
     names = ["--" + name.replace("_", "-")] + ([flag.short] if flag.short else [])
     kwargs = {"help": changes.pop("help", flag.help), **changes}
@@ -131,7 +122,7 @@ COMMANDS: dict[str, Command] = {
     "models": Command("list the named models (and, with --params, their parameter counts)", _models_arguments,
                       "keras_resnet.cli.main:models_command", tensorflow=False),
     "summary": Command("build a model by name and print its summary", _summary_arguments,
-                       "keras_resnet.model.build:summary_command"),
+                       "keras_resnet.cli.summary:summary_command"),
     "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.cli.main:train_command", specs=(Recipe, TrainRun),
                      description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, "
                                  "weight decay 1e-4, lr ÷10 at 50% and 75% of training, pad-crop-flip augmentation).",
@@ -203,7 +194,7 @@ def models_command(args: argparse.Namespace) -> int:
     build_model = None
     if args.params:
         console.import_tensorflow(silenced=not args.verbose_logs)
-        from keras_resnet.model.build import build_model
+        from keras_resnet.model.registry import build_model
     for key, spec in MODELS.items():
         line = (f"{key:<14} {spec.function:<14} depth {spec.arch.depth:<5} {spec.arch.block:<10} "
                 f"{'cifar' if spec.cifar else 'imagenet'}")
@@ -238,7 +229,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """``keras-resnet train``: the arguments are :class:`~keras_resnet.spec.options.Recipe` and ``TrainRun`` fields;
+    """``keras-resnet train``: the arguments are :class:`~keras_resnet.spec.recipe.Recipe` and ``TrainRun`` fields;
     ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras with ``--qat-engine`` into OUTPUT/qat.keras (keras)
     or OUTPUT/qat.h5 (tfmot), kept on a rerun."""
     from keras_resnet.train import loop as train

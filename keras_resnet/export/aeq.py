@@ -54,7 +54,7 @@ from keras_resnet.export.convert import (
     write_validated,
 )
 from keras_resnet.export.metadata import embed_metadata
-from keras_resnet.spec.options import AEQ_RECIPES, ConvertSpec
+from keras_resnet.spec.conversion import AEQ_RECIPES, ConvertSpec
 
 # --recipe → the ai_edge_quantizer.recipe function behind it.
 RECIPES = {"static_wi8_ai8": "static_wi8_ai8", "static_wi8_ai16": "static_wi8_ai16",

@@ -3,7 +3,7 @@
 ``convert()`` = conversion (float32, float16, dynamic-range or full-integer int8) + metadata + validation:
 the finished file (metadata included) runs in :mod:`resnet_edge`, the code a device runs, next to the Keras
 model on held-out images, and nothing is written when their top-1 agreement falls below ``min_agreement``.
-What to produce is a :class:`~keras_resnet.spec.options.ConvertSpec`. Targets are presets:
+What to produce is a :class:`~keras_resnet.spec.conversion.ConvertSpec`. Targets are presets:
 
 ``cpu``      any mode (default float32; int8 for a QAT model).
 ``gpu``      float16 weights, float32 I/O, plus the GPU delegate compatibility report (ops that would
@@ -46,7 +46,7 @@ from keras_resnet.export.metadata import SCHEMA, embed_metadata
 from keras_resnet.io.model_io import load_model, read_preprocessing
 from keras_resnet.model.build import predict
 from keras_resnet.quant.quantize import check_images, is_qat_model
-from keras_resnet.spec.options import MODES, ConvertSpec
+from keras_resnet.spec.conversion import MODES, ConvertSpec
 
 # float modes must be near-exact; int8/dynamic: 8-bit rounding flips the top-1 of ambiguous inputs (measured
 # 97-100% on digits/ResNet-20 held-out images, 1 flip in 100 is one borderline image), so 0.95 catches real
@@ -595,7 +595,7 @@ def _model_name(path, model) -> str:
 
 def convert_command(args) -> int:
     """``keras-resnet convert MODEL --output OUT.tflite``: the options are :class:`ConvertSpec` fields."""
-    from keras_resnet.spec.options import from_args
+    from keras_resnet.spec.fields import from_args
 
     report = convert(args.model, args.output, from_args(ConvertSpec, args), force=args.force, unsafe=args.unsafe)
     print("\n".join(report.lines()), flush=True)

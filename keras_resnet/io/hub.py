@@ -621,7 +621,8 @@ def import_command(args) -> int:
 
     from keras_resnet.core.files import atomic_path, atomic_write, check_output
     from keras_resnet.io.model_io import INTERPOLATIONS, attach_preprocessing
-    from keras_resnet.spec.options import ImportSpec, from_args
+    from keras_resnet.spec.commands import ImportSpec
+    from keras_resnet.spec.fields import from_args
 
     spec: ImportSpec = from_args(ImportSpec, args)
     if not spec.output.endswith(".keras"):

@@ -19,7 +19,7 @@ Every function takes keras.applications' arguments (``include_top, weights, inpu
 classes, classifier_activation, name``) plus keyword-only ``variant`` (one of
 :data:`~keras_resnet.spec.specs.VARIANTS`), ``features`` (a dict of stage outputs), ``library`` ("keras" or
 "tf_keras") and any :class:`~keras_resnet.spec.specs.BlockOptions` field. :data:`REGISTRY` maps each model's key
-(``"resnet50"``) to its function; :func:`keras_resnet.model.build.build_model` looks names up there.
+(``"resnet50"``) to its function; :func:`keras_resnet.model.registry.build_model` looks names up there.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One builder: ``ResNet(arch, ...)`` builds any :class:`~keras_resnet.spec.specs.Arch` of the depth table.
 
 The named models (``ResNet50``, ``ResNet20``, ``Plain56``, ...) are functions in :mod:`keras_resnet.model.models`, each
-a call of :func:`build_named` with its :data:`~keras_resnet.spec.specs.MODELS` entry; :func:`build_model` builds one by name.
+a call of :func:`build_named` with its :data:`~keras_resnet.spec.specs.MODELS` entry;
+:func:`keras_resnet.model.registry.build_model` builds one by name.
 """
 
 from __future__ import annotations
@@ -268,29 +269,3 @@ def build_named(key: str, *, include_top: bool = True, weights: str | None = Non
         stride_last=spec.stride_last, features=features, library=library,
         keras_weights=key if spec.keras_weights and default else None,
     )
-
-
-def build_model(model: str, **kwargs):
-    """Build a named model, e.g. ``build_model("resnet20", classes=100)`` (case, ``-`` and ``_`` ignored).
-
-    The same as calling its function in :mod:`keras_resnet.model.models` (``ResNet20(classes=100)``), whose
-    defaults (ImageNet weights for the models keras.applications publishes) apply.
-    """
-    from keras_resnet.model.models import REGISTRY
-
-    key, _ = model_spec(model)
-    return REGISTRY[key](**kwargs)
-
-
-# ---- command line: `keras-resnet summary` ---------------------------------------------------------------
-
-
-def summary_command(args) -> int:
-    """``keras-resnet summary MODEL``: build a named model and print its Keras summary."""
-    kwargs: dict[str, Any] = {"weights": None, "variant": args.variant}
-    if args.classes is not None:
-        kwargs["classes"] = args.classes
-    if args.input_size is not None:
-        kwargs["input_shape"] = (args.input_size, args.input_size, 3)
-    build_model(args.model, **kwargs).summary(line_length=110)
-    return 0

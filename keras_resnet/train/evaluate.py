@@ -21,7 +21,7 @@ from keras_resnet.core.errors import DataError, ModelFileError
 from keras_resnet.data import datasets as data_lib
 from keras_resnet.io.model_io import load_model
 from keras_resnet.model import build
-from keras_resnet.spec.options import EvalSpec
+from keras_resnet.spec.commands import EvalSpec
 from keras_resnet.train.loop import backend_info, backend_text
 
 
@@ -133,8 +133,8 @@ def evaluate(model: str, spec: EvalSpec | None = None, **fields) -> dict:
 
 
 def evaluate_command(args) -> int:
-    """``keras-resnet evaluate MODEL``: the options are :class:`~keras_resnet.spec.options.EvalSpec` fields."""
-    from keras_resnet.spec.options import from_args
+    """``keras-resnet evaluate MODEL``: the options are :class:`~keras_resnet.spec.commands.EvalSpec` fields."""
+    from keras_resnet.spec.fields import from_args
 
     result = evaluate(args.model, from_args(EvalSpec, args))
     runs_on = f"; backend {backend_text(result['backend'])}" if "backend" in result else ""

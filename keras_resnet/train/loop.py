@@ -44,7 +44,7 @@ from keras_resnet.core.files import atomic_path, atomic_write, publish, save_fig
 from keras_resnet.data import datasets as data_lib
 from keras_resnet.data import pipeline
 from keras_resnet.model.schedules import ResNetSchedule
-from keras_resnet.spec.options import STRATEGIES, Recipe
+from keras_resnet.spec.recipe import STRATEGIES, Recipe
 from keras_resnet.spec.specs import model_spec, normalize_name
 
 STATE_VERSION = 1
@@ -63,7 +63,7 @@ def model_for_dataset(name: str, info: data_lib.DatasetInfo, *, mean=None, varia
     """
     import keras
 
-    from keras_resnet.model.build import build_model
+    from keras_resnet.model.registry import build_model
 
     key, _ = model_spec(name)
     mean = info.mean if mean is None else mean

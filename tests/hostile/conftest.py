@@ -35,7 +35,7 @@ def resnet_keras(tmp_path_factory) -> str:
     train() saves it: every class keras_resnet writes must pass the allow-list."""
     pytest.importorskip("keras")
     from keras_resnet.data import datasets as data_lib
-    from keras_resnet.spec.options import Recipe
+    from keras_resnet.spec.recipe import Recipe
     from keras_resnet.train.loop import compile_model, model_for_dataset
 
     info = data_lib.info("digits")

@@ -13,7 +13,7 @@ from training_helpers import write_image_folder
 from keras_resnet.core.errors import ConfigError, DataError
 from keras_resnet.data import datasets as data
 from keras_resnet.data import folders
-from keras_resnet.spec.options import Recipe
+from keras_resnet.spec.recipe import Recipe
 
 
 @pytest.fixture(autouse=True)

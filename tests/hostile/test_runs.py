@@ -157,7 +157,7 @@ def test_two_runs_on_one_output_then_a_killed_run_resumes(tmp_path):
 def test_a_diverging_run_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
     """The loss turns NaN in epoch 2 (simulated: the real cause, a huge learning rate, is not reproducible
     to the epoch): train() raises, and best.keras/last.keras/backup stay at epoch 1."""
-    from keras_resnet.spec.options import Recipe
+    from keras_resnet.spec.recipe import Recipe
     from keras_resnet.train import loop as train_lib
 
     real = train_lib.check_finite_losses
