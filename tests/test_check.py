@@ -19,7 +19,7 @@ RESNET20 = os.path.join(FIXTURES, "edgetpu_resnet20.tflite")
 
 def conv_version(content: bytes, version: int) -> bytes:
     """``content`` with CONV_2D's operator-code version set to ``version``."""
-    from resnet_edge.check import BUILTIN_OPS
+    from resnet_edge.flatbuffer import BUILTIN_OPS
     from resnet_edge.metadata import _Reader, _root
 
     r = _Reader(content)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .files import read_regular_file
 from .metadata import read_metadata
 from .preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -22,7 +23,7 @@ from .preprocess import (
     describe,
     preprocess,
 )
-from .runtime import ModelError, _warn, open_model, read_regular_file
+from .runtime import ModelError, _warn, open_model
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .files import read_regular_file
 from .metadata import check_model
 
 MB = 1 << 20
@@ -753,35 +754,6 @@ def open_model(path: str | os.PathLike, *, runtime: str = "auto", threads: int |
             fallback(f"delegate {delegate}", _first_line(error))
             return sized(_interpreter_engine(path, rt, threads, [], "xnnpack"))
         raise ModelError(f"{path}: {_first_line(error)}") from None
-
-
-def read_regular_file(path: str, max_bytes: int | None = None) -> bytes:
-    """The content of ``path``, refusing (OSError) anything but a regular file without blocking on a FIFO, and
-    (with ``max_bytes``) a file larger than that, checked on the open file before reading."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(f"not a regular file ({file_kind(mode)})")
-        if max_bytes is not None and os.fstat(fd).st_size > max_bytes:
-            raise OSError(f"larger than {max_bytes:,} bytes")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
-    finally:
-        os.close(fd)
-
-
-def file_kind(mode: int) -> str:
-    """"a FIFO", "a socket", "a device", "a folder", "a link" or "a special file", for an ``st_mode``."""
-    import stat
-
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a link")):
-        if test(mode):
-            return name
-    return "a special file"
 
 
 def _details_in_process(path: str, rt: Runtime) -> dict:

@@ -8,7 +8,8 @@ import struct
 
 import pytest
 from conftest import FIXTURES, fixture, needs_litert, run_cli
-from resnet_edge.check import check, parse_compiler_log, read_file
+from resnet_edge.check import check, parse_compiler_log
+from resnet_edge.flatbuffer import read_file, read_graph
 from resnet_edge.metadata import _Reader, _root
 
 LOGS = os.path.join(FIXTURES, "edgetpu_logs")
@@ -24,7 +25,7 @@ def fallbacks(report):
 
 def with_op_version(content: bytes, op: str, version: int) -> bytes:
     """``content`` with the version of ``op``'s operator code set to ``version`` (the field must be present)."""
-    from resnet_edge.check import BUILTIN_OPS
+    from resnet_edge.flatbuffer import BUILTIN_OPS
 
     r = _Reader(content)
     for code in r.tables(_root(r), 1, "operator_codes"):
@@ -232,3 +233,13 @@ def test_a_model_compiled_for_the_edgetpu():
     cpu = check(compiled, "cpu")
     assert [f.message for f in errors(cpu)] == ["compiled for the Edge TPU: runs only with the Edge TPU delegate "
                                                 "(--delegate libedgetpu.so.1)"]
+
+
+def test_flatbuffer_reader_is_public_and_reads_the_graph():
+    """:func:`resnet_edge.flatbuffer.read_graph` is the one ``.tflite`` graph reader (keras_resnet's export uses it)."""
+    g = read_graph(read_file(fixture("int8.tflite")))
+    assert g.subgraphs == 1 and g.ops and len(g.inputs) == 1 and len(g.outputs) == 1
+    assert {op.name for op in g.ops} >= {"CONV_2D"} and all(op.version >= 1 for op in g.ops)
+    assert g.tensors[g.inputs[0]].type in ("INT8", "UINT8", "FLOAT32") and g.parameter_bytes > 0
+    with pytest.raises(ValueError):
+        read_graph(b"\x00" * 64)
