@@ -121,7 +121,7 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     from keras_resnet.io.model_io import load_model
     from keras_resnet.quant import quantize as Q
     from keras_resnet.spec.commands import QATSpec
-    from keras_resnet.train import loop as train
+    from keras_resnet.train import recipe as train
 
     keras.utils.set_random_seed(0)
     info = data.info("digits")

@@ -129,7 +129,7 @@ def run(args, workdir: str) -> dict:
     from keras_resnet.quant import qat
     from keras_resnet.quant import quantize as Q
     from keras_resnet.spec.commands import QATSpec
-    from keras_resnet.train import loop as train
+    from keras_resnet.train import recipe as train
 
     print(f"backend {keras.backend.backend()}, dataset {args.dataset}, model {args.model}", flush=True)
     x, y = data.load(args.dataset, "train", args.data_dir)

@@ -51,7 +51,8 @@ def _fit_seconds(model, timer, *args, **kwargs) -> float:
 def pipeline_vs_memory(name: str, rounds: int, batch: int = 128) -> dict:
     from keras_resnet.data import datasets as data
     from keras_resnet.data.pipeline import train_pipeline
-    from keras_resnet.train.loop import Recipe, compile_model, model_for_dataset
+    from keras_resnet.spec.recipe import Recipe
+    from keras_resnet.train.recipe import compile_model, model_for_dataset
 
     info = data.info("digits")
     x, y = data.load("digits", "train")
@@ -135,7 +136,7 @@ def cpu_description() -> str:
 def backend_description() -> str:
     import keras
 
-    from keras_resnet.train.loop import backend_info
+    from keras_resnet.train.distribute import backend_info
 
     info = backend_info()
     return f"Keras {keras.__version__} on {info['name']} {info['version']}"

@@ -110,7 +110,7 @@ def one_run(spec: str, args) -> None:
 
     from keras_resnet.data import datasets as data
     from keras_resnet.spec.recipe import Recipe
-    from keras_resnet.train import loop as train
+    from keras_resnet.train import recipe as train
 
     name, model_name, epochs, schedule, wd, *rest = spec.split(":")
     seed = int(rest[0]) if rest else 0

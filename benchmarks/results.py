@@ -547,7 +547,7 @@ import keras
 import tensorflow as tf
 from keras_resnet.data import datasets as data
 from keras_resnet.data.pipeline import train_pipeline
-from keras_resnet.train import loop as train
+from keras_resnet.train import recipe as train
 from keras_resnet.spec.recipe import Recipe
 name, limit, rounds, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
 info = data.info("fashion-mnist", data_dir)

@@ -50,7 +50,7 @@ def _last_json(text: str) -> dict:
 
 
 def test_strategies_are_tensorflow_only(monkeypatch):
-    from keras_resnet.train.loop import make_strategy
+    from keras_resnet.train.distribute import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert make_strategy("auto", backend="jax") is None  # no tf.distribute scope on JAX / PyTorch

@@ -69,6 +69,66 @@ def test_multiworker_refuses_other_keras_versions(monkeypatch):
         compat.check_multiworker_support()
 
 
+def _tiny_model():
+    import keras
+
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2)(inputs))
+
+
+def test_multiworker_workarounds_are_scoped_and_restored():
+    """Keras' TF trainer's process-wide reduce_per_replica and the model's _maybe_symbolic_build are patched inside
+    the block only, and put back on the way out (errors included)."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    model, original = _tiny_model(), tf_trainer.reduce_per_replica
+    strategy = tf.distribute.get_strategy()
+    with compat.multiworker_workarounds(model, strategy):
+        assert tf_trainer.reduce_per_replica is not original and "_maybe_symbolic_build" in vars(model)
+        values = {"loss": tf.constant(1.0)}
+        assert tf_trainer.reduce_per_replica(values, strategy, "auto")["loss"] == 1.0  # other strategies: Keras'
+    assert tf_trainer.reduce_per_replica is original and "_maybe_symbolic_build" not in vars(model)
+    with pytest.raises(KeyError), compat.multiworker_workarounds(model, strategy):
+        raise KeyError("restored on errors too")
+    assert tf_trainer.reduce_per_replica is original and "_maybe_symbolic_build" not in vars(model)
+
+
+def test_keras_optimizer_keeps_its_moving_averages_private():
+    """Keras 3.15's use_ema: the averages in _model_variables_moving_average, aligned with _trainable_variables."""
+    import keras
+
+    model = _tiny_model()
+    plain = keras.optimizers.SGD(0.1)
+    plain.build(model.trainable_variables)
+    assert compat.optimizer_ema_pairs(plain) is None
+    optimizer = keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5)
+    optimizer.build(model.trainable_variables)
+    public = [name for name in dir(optimizer) if not name.startswith("_") and "moving_average" in name]
+    assert public == [], f"Keras has a public moving-average accessor now: {public}"
+    pairs = compat.optimizer_ema_pairs(optimizer)
+    assert [v.path for v, _ in pairs] == [v.path for v in model.trainable_variables]
+    assert all(tuple(v.shape) == tuple(a.shape) for v, a in pairs)
+
+
+def test_optimizer_ema_pairs_refuse_other_keras_versions(monkeypatch):
+    import keras
+
+    optimizer = keras.optimizers.SGD(0.1, use_ema=True)
+    optimizer.build(_tiny_model().trainable_variables)
+    monkeypatch.setattr(compat, "version_of", lambda name: "3.99.0")
+    with pytest.raises(ConfigError, match="ema_decay needs keras 3.15.x .* installed: keras 3.99.0"):
+        compat.optimizer_ema_pairs(optimizer)
+
+
+def test_tensorflow_default_strategy_has_a_private_class():
+    import tensorflow as tf
+
+    default = tf.distribute.get_strategy()
+    assert type(default).__name__.startswith("_Default") and compat.is_default_strategy(default)
+    assert not compat.is_default_strategy(tf.distribute.OneDeviceStrategy("/cpu:0"))
+
+
 @pytest.mark.slow
 def test_tfmot_moving_average_quantize_has_a_fixed_decay_and_no_calibration_api():
     tfmot = pytest.importorskip("tensorflow_model_optimization")

@@ -44,7 +44,7 @@ def test_loaders_are_chosen_by_extension(tmp_path):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from keras_resnet.train.loop import model_for_dataset
+    from keras_resnet.train.recipe import model_for_dataset
 
     model = model_for_dataset("resnet20", data.info("digits"))
     path = tmp_path_factory.mktemp("model") / "resnet20.keras"

@@ -311,7 +311,7 @@ def test_cli_engine_flag_and_output_suffix(tmp_path, capsys):
 def digits_model(tmp_path_factory) -> str:
     """ResNet-20 trained briefly on digits (0.83 test accuracy measured: enough to see QAT keep or gain it)."""
     from keras_resnet.data import datasets as data
-    from keras_resnet.train import loop as train
+    from keras_resnet.train import recipe as train
 
     path = tmp_path_factory.mktemp("native") / "resnet20.keras"
     keras.utils.set_random_seed(0)
@@ -357,7 +357,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     assert keras.backend.backend() == os.environ["KERAS_BACKEND"], keras.backend.backend()
     from keras_resnet.data import datasets as data
     from keras_resnet.quant import qat
-    from keras_resnet.train import loop as train
+    from keras_resnet.train import recipe as train
     keras.utils.set_random_seed(0)
     model = train.model_for_dataset("resnet20v2", data.info("digits"))
     x, y = data.load("digits", "train")

@@ -34,7 +34,7 @@ def trained_digits_model(tmp_path_factory) -> str:
     path = tmp_path_factory.getbasetemp() / "resnet20_digits.keras"
     if not path.exists():
         from keras_resnet.data import datasets as data
-        from keras_resnet.train import loop as train
+        from keras_resnet.train import recipe as train
 
         keras.utils.set_random_seed(0)
         model = train.model_for_dataset("resnet20", data.info("digits"))

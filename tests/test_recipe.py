@@ -16,7 +16,9 @@ from keras_resnet.core.errors import ConfigError
 from keras_resnet.data import augment, pipeline
 from keras_resnet.data import datasets as data
 from keras_resnet.spec.recipe import PRESETS, Recipe
+from keras_resnet.train import callbacks as callbacks_mod
 from keras_resnet.train import loop as train_mod
+from keras_resnet.train import recipe as recipe_mod
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -140,7 +142,7 @@ def test_train_pipeline_randaugment_is_seeded():
 
 
 def _resnet20(**options):
-    return train_mod.model_for_dataset("resnet20", data.info("digits"), **options)
+    return recipe_mod.model_for_dataset("resnet20", data.info("digits"), **options)
 
 
 def test_drop_path_rates_rise_linearly_and_vanish_at_inference():
@@ -194,7 +196,7 @@ def test_bce_loss_is_sigmoid_bce_on_the_logits_and_trains():
     keras.utils.set_random_seed(0)
     model = _resnet20()
     recipe = Recipe(loss="bce", lr=0.05, epochs=4, batch_size=32)
-    train_mod.compile_model(model, recipe, 3, 10)
+    recipe_mod.compile_model(model, recipe, 3, 10)
     assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
     logits_model = keras.Model(model.inputs, model.get_layer("predictions").input)
     dense = model.get_layer("predictions")
@@ -237,9 +239,9 @@ def _weights(path):
 def _resume_model(run, recipe, steps):
     """A model with the resume file's raw weights and optimizer state, as train() restores it."""
     state = json.loads((run / "backup" / "state.json").read_text())
-    model = train_mod.model_for_dataset(recipe.model, data.info("digits"), weight_decay=recipe.weight_decay,
+    model = recipe_mod.model_for_dataset(recipe.model, data.info("digits"), weight_decay=recipe.weight_decay,
                                         **recipe.builder_options)
-    train_mod.compile_model(model, recipe, steps, 10)
+    recipe_mod.compile_model(model, recipe, steps, 10)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(str(run / "backup" / state["resume_file"]))
     return model, state
@@ -250,14 +252,14 @@ def test_ema_is_published_and_survives_a_crash_and_resume(tmp_path, monkeypatch)
     recipe = Recipe(dataset="digits", epochs=2, batch_size=32, limit=64, ema_decay=0.6, mixup_alpha=0.2,
                     cutmix_alpha=1.0, randaugment_ops=1, loss="bce", builder_options={"drop_path_rate": 0.1})
     run = tmp_path / "run"
-    base = train_mod._callback_class()
+    base = callbacks_mod.epoch_end_class()
 
     class Crash(base):  # a crash right after the first epoch's commit
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)
             raise RuntimeError("crash")
 
-    monkeypatch.setattr(train_mod, "_callback_class", lambda: Crash)
+    monkeypatch.setattr(callbacks_mod, "epoch_end_class", lambda: Crash)
     with pytest.raises(RuntimeError, match="crash"):
         train_mod.train(recipe, str(run), verbose=0)
     monkeypatch.undo()
@@ -265,7 +267,7 @@ def test_ema_is_published_and_survives_a_crash_and_resume(tmp_path, monkeypatch)
     model, state = _resume_model(run, recipe, 2)
     assert state["epoch"] == 1 and state["resume_file"] == "epoch-1.keras" and state["last_file"] == "epoch-1-ema.keras"
     ema = _weights(run / "backup" / state["last_file"])
-    averages = [a.numpy() for _, a in train_mod.ema_variables(model)]
+    averages = [a.numpy() for _, a in recipe_mod.ema_variables(model)]
     ema_trainable = [w for w, v in zip(ema, model.weights, strict=True) if id(v) in trainable_ids(model)]
     for saved, restored in zip(ema_trainable, averages, strict=True):  # the averages came back with the optimizer
         np.testing.assert_allclose(saved, restored, atol=1e-6)
@@ -282,7 +284,7 @@ def test_ema_is_published_and_survives_a_crash_and_resume(tmp_path, monkeypatch)
     for a, b in zip(best, published, strict=True):
         np.testing.assert_array_equal(a, b)
     last = _weights(run / "last.keras")
-    averages = [a.numpy() for _, a in train_mod.ema_variables(model)]
+    averages = [a.numpy() for _, a in recipe_mod.ema_variables(model)]
     ema_trainable = [w for w, v in zip(last, model.weights, strict=True) if id(v) in trainable_ids(model)]
     for saved, restored in zip(ema_trainable, averages, strict=True):
         np.testing.assert_allclose(saved, restored, atol=1e-6)

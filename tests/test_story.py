@@ -247,7 +247,7 @@ def test_finetune_model_keeps_the_backbone_and_replaces_a_mismatched_head():
 
     from keras_resnet.core.errors import ConfigError
     from keras_resnet.data.datasets import DatasetInfo
-    from keras_resnet.train.loop import finetune_model
+    from keras_resnet.train.finetune import finetune_model
 
     inputs = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Normalization(mean=[100.0] * 3, variance=[400.0] * 3, name="normalization")(inputs)

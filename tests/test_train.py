@@ -34,7 +34,7 @@ def _history(folder) -> list[dict]:
 def test_model_for_dataset_carries_its_normalisation(tmp_path):
     import keras
 
-    from keras_resnet.train.loop import model_for_dataset
+    from keras_resnet.train.recipe import model_for_dataset
 
     info = data.info("digits")
     model = model_for_dataset("ResNet20", info, weight_decay=1e-4)
@@ -55,7 +55,7 @@ def test_model_for_dataset_carries_its_normalisation(tmp_path):
 def test_mixed_precision_model_keeps_a_float32_classifier():
     import keras
 
-    from keras_resnet.train.loop import model_for_dataset
+    from keras_resnet.train.recipe import model_for_dataset
 
     model = model_for_dataset("resnet20", data.info("digits"), mixed_precision=True)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
@@ -106,7 +106,7 @@ def test_train_api_writes_the_run_and_resumes_a_finished_run(tmp_path):
 
 @pytest.mark.slow
 def test_compare_plots_the_degradation_experiment(tmp_path):
-    from keras_resnet.train.loop import compare
+    from keras_resnet.train.compare import compare
 
     result = compare(["plain20", "resnet20"], Recipe(dataset="digits", epochs=1, batch_size=64, limit=64),
                      str(tmp_path), verbose=0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib
 import os
 import sys
@@ -123,12 +122,12 @@ COMMANDS: dict[str, Command] = {
                       "keras_resnet.cli.main:models_command", tensorflow=False),
     "summary": Command("build a model by name and print its summary", _summary_arguments,
                        "keras_resnet.cli.summary:summary_command"),
-    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.cli.main:train_command", specs=(Recipe, TrainRun),
+    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.cli.train:train_command", specs=(Recipe, TrainRun),
                      description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, "
                                  "weight decay 1e-4, lr ÷10 at 50% and 75% of training, pad-crop-flip augmentation).",
                      epilog=TRAIN_EPILOG),
     "evaluate": Command("evaluate a .keras or .tflite model on a dataset", _evaluate_arguments,
-                        "keras_resnet.train.evaluate:evaluate_command", specs=(EvalSpec,),
+                        "keras_resnet.cli.evaluate:evaluate_command", specs=(EvalSpec,),
                         description="Evaluate a trained model on a dataset split: top-1, top-5 (more than 5 "
                                     "classes), loss and per-class accuracy. .tflite files run in resnet-edge, the "
                                     "device runner."),
@@ -225,57 +224,6 @@ def check_command(args: argparse.Namespace) -> int:
     if not report.ok or (spec.strict and report.count("fallback")):
         raise ValidationError(f"{args.model} {'fails' if not report.ok else 'falls back on'} the {spec.target} "
                               f"contract ({report.count('error')} errors, {report.count('fallback')} fallbacks)")
-    return 0
-
-
-def train_command(args: argparse.Namespace) -> int:
-    """``keras-resnet train``: the arguments are :class:`~keras_resnet.spec.recipe.Recipe` and ``TrainRun`` fields;
-    ``--qat-epochs N`` then fine-tunes a QAT copy of best.keras with ``--qat-engine`` into OUTPUT/qat.keras (keras)
-    or OUTPUT/qat.h5 (tfmot), kept on a rerun."""
-    from keras_resnet.train import loop as train
-
-    recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
-    init_model = preprocessing = None
-    if recipe.init is not None:  # fine-tuning: the file through the safe loader, folder images at its input size
-        from keras_resnet.io.model_io import load_model, read_preprocessing
-
-        init_model = load_model(recipe.init, keras3_only=True)
-        preprocessing = read_preprocessing(recipe.init)
-        size = init_model.inputs[0].shape[1]
-        if recipe.image_size is None and size is not None:
-            recipe = dataclasses.replace(recipe, image_size=int(size))
-    output = run.output or train.default_output(recipe)
-    summary = train.train(recipe, output, strategy=run.strategy, verbose=run.verbose, init_model=init_model)
-    if preprocessing is not None:  # the source's crop/resize policy follows the fine-tuned models (to qat, convert)
-        import json
-
-        from keras_resnet.core.files import atomic_write
-        from keras_resnet.io.model_io import preprocessing_path
-
-        for name in ("best.keras", "last.keras"):
-            atomic_write(preprocessing_path(os.path.join(output, name)), json.dumps(preprocessing, indent=1) + "\n",
-                         force=True)
-    if run.qat_epochs:
-        from keras_resnet.quant.qat import engine_fine_tune, qat_file_name
-
-        path = os.path.join(output, qat_file_name(run.qat_engine))
-        if os.path.exists(path):
-            print(f"QAT: keeping {path} (delete it to fine-tune again)", flush=True)
-            summary["qat"] = {"path": path, "engine": run.qat_engine}
-        else:
-            print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs "
-                  f"({run.qat_engine} engine)", flush=True)
-            spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs,
-                           engine=run.qat_engine)
-            result = engine_fine_tune(os.path.join(output, "best.keras"), spec, path,
-                                      verbose=2 if run.verbose else 0)
-            print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}",
-                  flush=True)
-            summary["qat"] = {"path": path, "engine": run.qat_engine, "accuracy": result.accuracy,
-                              "float_accuracy": result.float_accuracy, "epochs": result.epochs,
-                              "seconds": round(result.seconds, 1)}
-    if run.json:
-        print(console.json_line(summary), flush=True)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import importlib.metadata
 import sys
 from collections.abc import Callable, Iterator
@@ -72,12 +71,20 @@ def check_multiworker_support() -> None:
                           f"works around two Keras bugs in those versions); installed: keras {version}")
 
 
-def patch_multiworker(model, strategy) -> None:
-    """Apply both multi-worker workarounds to ``model`` (and, once, to Keras' TF trainer)."""
+@contextlib.contextmanager
+def multiworker_workarounds(model, strategy) -> Iterator[None]:
+    """Both multi-worker workarounds inside the block: ``model``'s first-batch build (1.) and Keras' TF trainer's
+    ``reduce_per_replica`` (2.), a process-wide function, put back as they were when the block ends.
+
+    Keras looks ``reduce_per_replica`` up when it traces a step function, so the block must hold the ``fit`` and
+    ``evaluate`` calls that trace them (a step traced inside keeps the workaround afterwards)."""
     import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
 
     check_multiworker_support()
-    original = model._maybe_symbolic_build
+    own = "_maybe_symbolic_build" in vars(model)
+    original_build = model._maybe_symbolic_build
+    original_reduce = tf_trainer.reduce_per_replica
 
     def local(value):
         if isinstance(value, tf.distribute.DistributedValues):
@@ -89,18 +96,7 @@ def patch_multiworker(model, strategy) -> None:
             for _, _, batches in iterator:
                 data_batch = tf.nest.map_structure(local, next(batches))
                 break
-        return original(data_batch=data_batch)
-
-    model._maybe_symbolic_build = maybe_symbolic_build
-    _patch_multiworker_reduce()
-
-
-@functools.cache
-def _patch_multiworker_reduce() -> None:
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = tf_trainer.reduce_per_replica
+        return original_build(data_batch=data_batch)
 
     def reduce_per_replica(values, strategy, reduction):
         if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -111,9 +107,46 @@ def _patch_multiworker_reduce() -> None:
                 return strategy.reduce("MEAN", v, axis=0 if rank else None)
 
             return tf.nest.map_structure(reduce, values)
-        return original(values, strategy, reduction)
+        return original_reduce(values, strategy, reduction)
 
+    model._maybe_symbolic_build = maybe_symbolic_build
     tf_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original_reduce
+        if own:
+            model._maybe_symbolic_build = original_build
+        else:
+            del model._maybe_symbolic_build  # the class's method again
+
+
+# ---- Keras 3.15 optimizers: the moving average of the weights (``use_ema``) -----------------------------------
+# Keras keeps the averages in the private ``optimizer._model_variables_moving_average``, aligned with the private
+# ``optimizer._trainable_variables`` (None where a variable has none); no public accessor exists, only
+# ``finalize_variable_values``, which overwrites the weights for good. Validating and publishing the average, then
+# resuming from the raw weights, needs the pairs. Other Keras minor versions: refused.
+EMA_KERAS = ("3.15",)
+
+
+def optimizer_ema_pairs(optimizer) -> list[tuple] | None:
+    """``(trainable variable, its moving average)`` pairs of a Keras optimizer with ``use_ema``; None without."""
+    averages = getattr(optimizer, "_model_variables_moving_average", None)
+    if not getattr(optimizer, "use_ema", False) or averages is None:
+        return None
+    version = version_of("keras")
+    if _minor(version) not in EMA_KERAS:
+        raise ConfigError(f"ema_decay needs keras {' or '.join(EMA_KERAS)}.x here (keras_resnet reads the "
+                          f"optimizer's private moving-average list); installed: keras {version}")
+    return [(v, a) for v, a in zip(optimizer._trainable_variables, averages, strict=True) if a is not None]
+
+
+# ---- TensorFlow 2.21: which tf.distribute strategy is the default one ---------------------------------------------
+# The default (no-op) strategy is an instance of the private ``_DefaultDistributionStrategy``; tf.distribute has no
+# public predicate for it (``get_strategy()`` returns whatever scope is open). Recognised by that class name.
+def is_default_strategy(strategy) -> bool:
+    """Whether ``strategy`` is TensorFlow's default strategy (one device, no distribution)."""
+    return type(strategy).__name__.startswith("_Default")
 
 
 # ---- tfmot 0.8.1: no way to calibrate activation ranges ---------------------------------------------------------

@@ -19,7 +19,7 @@ or 1 for Fashion-MNIST) and ``int64`` labels, split into ``train``/``val``/``tes
     refused (``bad_images="refuse"``).
 
 Pixel values stay in [0, 255]: normalisation is a layer of the model (see
-:func:`keras_resnet.train.loop.model_for_dataset`); the tf.data pipelines are :mod:`keras_resnet.data.pipeline`.
+:func:`keras_resnet.train.recipe.model_for_dataset`); the tf.data pipelines are :mod:`keras_resnet.data.pipeline`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``keras-resnet evaluate MODEL --dataset NAME``: accuracy, top-5, loss and per-class accuracy.
+"""Evaluating a model file on a dataset split (``keras-resnet evaluate``): accuracy, top-5, loss, per-class accuracy.
 
 ``.keras`` models run on the Keras backend of the process (``KERAS_BACKEND``: tensorflow, jax or torch), which the
 result names. Metrics are computed from predicted class probabilities (:func:`metrics`), so any model format only needs a
@@ -16,13 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_resnet.core import console
 from keras_resnet.core.errors import DataError, ModelFileError
 from keras_resnet.data import datasets as data_lib
 from keras_resnet.io.model_io import load_model
 from keras_resnet.model import build
 from keras_resnet.spec.commands import EvalSpec
-from keras_resnet.train.loop import backend_info, backend_text
+from keras_resnet.train.distribute import backend_info
 
 
 @dataclass
@@ -131,20 +130,3 @@ def evaluate(model: str, spec: EvalSpec | None = None, **fields) -> dict:
     where = {"backend": backend_info()} if predictor.format == "keras" else {}  # .tflite runs in resnet-edge
     return {"model": model, "format": predictor.format, **where, "dataset": info.name, "split": spec.split, **result}
 
-
-def evaluate_command(args) -> int:
-    """``keras-resnet evaluate MODEL``: the options are :class:`~keras_resnet.spec.commands.EvalSpec` fields."""
-    from keras_resnet.spec.fields import from_args
-
-    result = evaluate(args.model, from_args(EvalSpec, args))
-    runs_on = f"; backend {backend_text(result['backend'])}" if "backend" in result else ""
-    print(f"{result['model']} on {result['dataset']} ({result['split']}, {result['images']} images){runs_on}")
-    print(f"  accuracy  {result['accuracy']:.4f}")
-    if "top5_accuracy" in result:
-        print(f"  top-5     {result['top5_accuracy']:.4f}")
-    print(f"  loss      {result['loss']:.4f}")
-    print("  per class: " + ", ".join(f"{name} {acc:.3f}" if acc is not None else f"{name} -"
-                                      for name, acc in result["per_class_accuracy"].items()))
-    if args.json:
-        print(console.json_line(result), flush=True)
-    return 0

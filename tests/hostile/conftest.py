@@ -36,7 +36,7 @@ def resnet_keras(tmp_path_factory) -> str:
     pytest.importorskip("keras")
     from keras_resnet.data import datasets as data_lib
     from keras_resnet.spec.recipe import Recipe
-    from keras_resnet.train.loop import compile_model, model_for_dataset
+    from keras_resnet.train.recipe import compile_model, model_for_dataset
 
     info = data_lib.info("digits")
     model = model_for_dataset("resnet20", info)

@@ -95,7 +95,8 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
 
 
 def test_check_finite_losses():
-    from keras_resnet.train.loop import RunState, check_finite_losses
+    from keras_resnet.train.callbacks import check_finite_losses
+    from keras_resnet.train.state import RunState
 
     state = RunState("/nowhere", write=False)
     check_finite_losses({"loss": 0.5, "val_loss": 1.0, "accuracy": float("nan")}, 1, state, "runs/x")
@@ -158,16 +159,17 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypat
     """The loss turns NaN in epoch 2 (simulated: the real cause, a huge learning rate, is not reproducible
     to the epoch): train() raises, and best.keras/last.keras/backup stay at epoch 1."""
     from keras_resnet.spec.recipe import Recipe
+    from keras_resnet.train import callbacks as callbacks_lib
     from keras_resnet.train import loop as train_lib
 
-    real = train_lib.check_finite_losses
+    real = callbacks_lib.check_finite_losses
 
     def nan_in_epoch_2(logs, epoch, state, shown):
         if epoch == 2:
             logs["loss"] = float("nan")
         return real(logs, epoch, state, shown)
 
-    monkeypatch.setattr(train_lib, "check_finite_losses", nan_in_epoch_2)
+    monkeypatch.setattr(callbacks_lib, "check_finite_losses", nan_in_epoch_2)
     out = tmp_path / "run"
     recipe = Recipe(model="resnet20", dataset="digits", epochs=3, batch_size=64, limit=128)
     with pytest.raises(ConfigError, match=f"diverged at epoch 2 .loss nan.*{out} keeps epoch 1, the last good"):
