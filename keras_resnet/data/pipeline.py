@@ -1,7 +1,7 @@
 """tf.data input pipelines over in-memory ``uint8`` images: training (shuffle, augment, batch) and evaluation.
 
 Pixel values stay in [0, 255]: normalisation is a layer of the model (see
-:func:`keras_resnet.train.loop.model_for_dataset`), so the pipelines only augment, shuffle, batch and prefetch.
+:func:`keras_resnet.train.recipe.model_for_dataset`), so the pipelines only augment, shuffle, batch and prefetch.
 He et al.'s pad/crop/flip is :func:`augment_batch` here; the modern recipe's RandAugment and mixup/cutmix come
 from :mod:`keras_resnet.data.augment`. TensorFlow is imported inside the functions: this module loads without it.
 """
