@@ -119,7 +119,8 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     from keras_resnet.data import datasets as data
     from keras_resnet.export import convert as C
     from keras_resnet.io.model_io import load_model
-    from keras_resnet.quant import quantize as Q
+    from keras_resnet.quant import tfmot_qat as Q
+    from keras_resnet.quant.common import accuracy
     from keras_resnet.spec.commands import QATSpec
     from keras_resnet.train import recipe as train
 
@@ -133,7 +134,7 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     path = os.path.join(workdir, f"{name}.keras")
     model.save(path)
     xt = xt.astype("float32")
-    float_acc = Q.accuracy(model, xt, yt)
+    float_acc = accuracy(model, xt, yt)
     print(f"{name} digits keras float32 accuracy {float_acc:.4f}", flush=True)
     for mode in ("float16", "int8"):
         content = C.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",

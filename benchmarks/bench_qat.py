@@ -1,4 +1,4 @@
-"""QAT engines compared: float, PTQ int8, tfmot QAT int8 and native Keras QAT int8 (keras_resnet.quant.qat) on one trained
+"""QAT engines compared: float, PTQ int8, tfmot QAT int8 and native Keras QAT int8 (keras_resnet.quant.native_qat) on one trained
 model, with 95% Wilson intervals, Keras-vs-TFLite top-1 agreement, and the QAT training step time against a float
 step (TensorFlow backend, one process, same batch).
 
@@ -56,7 +56,7 @@ def step_times(float_model, x, y, batch: int, steps: int) -> dict:
     """
     import keras
 
-    from keras_resnet.quant import qat
+    from keras_resnet.quant import native_qat as qat
 
     xb, yb = np.asarray(x[:batch], "float32"), np.asarray(y[:batch])
     clone = keras.models.clone_model(float_model)
@@ -126,8 +126,8 @@ def run(args, workdir: str) -> dict:
     from keras_resnet.export import convert as C
     from keras_resnet.io.model_io import load_model
     from keras_resnet.model.build import predict
-    from keras_resnet.quant import qat
-    from keras_resnet.quant import quantize as Q
+    from keras_resnet.quant import native_qat as qat
+    from keras_resnet.quant import tfmot_qat as Q
     from keras_resnet.spec.commands import QATSpec
     from keras_resnet.train import recipe as train
 

@@ -16,7 +16,7 @@ A run is ``NAME:MODEL:EPOCHS:SCHEDULE:WEIGHT_DECAY[:SEED[:noflip]]`` (batch 128,
 seed 0 unless given; ``noflip``: pad-and-crop only, no horizontal flips). With ``--save`` a run also writes its
 best-validation model to ``OUT/NAME.keras``.
 
-A QAT run is ``NAME:qat:SOURCE[:SEED[:FREEZE]]``: native Keras 3 quantization-aware fine-tuning (keras_resnet.quant.qat) of
+A QAT run is ``NAME:qat:SOURCE[:SEED[:FREEZE]]``: native Keras 3 quantization-aware fine-tuning (keras_resnet.quant.native_qat) of
 ``OUT/SOURCE.keras``, exactly as ``keras-resnet qat --engine keras`` does it (``qat.qat_fine_tune``'s steps and
 ``QATSpec``'s defaults: calibrate on 8 batches, 2 epochs of SGD at 1e-3, batch 64, BN statistics and ranges
 moving until the last step; FREEZE ``half`` freezes them for the second epoch instead, as the engine did
@@ -60,7 +60,7 @@ def qat_run(spec: str, args) -> None:
     import keras
 
     from keras_resnet.data import datasets as data
-    from keras_resnet.quant import qat
+    from keras_resnet.quant import native_qat as qat
     from keras_resnet.spec.commands import QATSpec
 
     name, _, source, *rest = spec.split(":")

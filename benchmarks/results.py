@@ -913,7 +913,7 @@ def report(r: Runner, path: str) -> None:
                 found = re.findall(r"float accuracy ([\d.]+)\s+QAT accuracy ([\d.]+)\s+\((\d+) epochs, (\d+) s", f.read())
             native = [float(v) for v in found[-1]] if found else None
         agree = {row["mode"]: row.get("agreement_with_source") for row in q["rows"]}
-        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.quant.qat: fake-quant layers in keras.ops, "
+        out += ["", "Native QAT: `keras-resnet qat --engine keras` (keras_resnet.quant.native_qat: fake-quant layers in keras.ops, "
                 "BN folded into the convs), the same number of epochs as tfmot"
                 + (f"; in Keras {_pct(native[1])} after {native[3] / 60:.1f} min" if native else "") + ". "
                 "Top-1 agreement of each QAT model in Keras with its own .tflite on the 10,000 test images: "

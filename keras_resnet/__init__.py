@@ -6,7 +6,7 @@ well under a second). The named models (``ResNet50``, ``ResNet20``, ``Plain56``,
 ``keras_resnet.ResNet50`` and the other names below are loaded on first access.
 
 Saved models need keras_resnet's registered classes (``ChannelPadding``, ``ResNetSchedule``, the native QAT layers
-of :mod:`keras_resnet.quant.qat`). They are
+of :mod:`keras_resnet.quant.native_layers`). They are
 registered with Keras as soon as both this package and Keras are imported, in either order, so
 ``import keras_resnet; keras.saving.load_model("best.keras")`` works.
 """
@@ -67,7 +67,7 @@ def _register_with_keras() -> None:
     """Import the modules whose classes are registered Keras serializables."""
     importlib.import_module("keras_resnet.model.blocks")
     importlib.import_module("keras_resnet.model.schedules")
-    importlib.import_module("keras_resnet.quant.qat")  # the native QAT layers (QATConv, ...)
+    importlib.import_module("keras_resnet.quant.native_layers")  # the native QAT layers (QATConv, ...)
 
 
 class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):

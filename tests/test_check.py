@@ -65,7 +65,7 @@ def test_convert_edgetpu_gate(tmp_path, monkeypatch):
     from keras_resnet.data import datasets as data
     from keras_resnet.export import convert as C
     from keras_resnet.io.model_io import load_model
-    from keras_resnet.quant import quantize as Q
+    from keras_resnet.quant import tfmot_qat as Q
 
     class Factory:
         def getbasetemp(self):

@@ -68,7 +68,7 @@ def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
 
 
 def test_qat_model_converts_without_calibration(tmp_path, digits_model):
-    from keras_resnet.quant import quantize as Q
+    from keras_resnet.quant import tfmot_qat as Q
 
     qat = Q.quantize_model(load_model(digits_model))
     from keras_resnet.data import datasets as data
@@ -95,7 +95,7 @@ def test_metadata_is_embedded(digits_model, tmp_path):
 
 
 def test_metadata_dict_follows_the_contract(digits_model):
-    from keras_resnet.quant import quantize as Q
+    from keras_resnet.quant import tfmot_qat as Q
 
     model = load_model(digits_model)
     meta = C.build_metadata(model, "resnet20", "int8", None)

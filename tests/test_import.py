@@ -384,7 +384,7 @@ def test_int8_tflite_of_se_and_grouped_conv_runs_in_resnet_edge(tmp_path):
 @pytest.mark.slow
 def test_qat_wraps_se_and_grouped_convs():
     """tfmot's QAT (through the tf_keras twin) takes SE units and grouped convs: every conv is quantized."""
-    from keras_resnet.quant import quantize
+    from keras_resnet.quant import tfmot_qat as quantize
 
     for name in ("timm_seresnet50", "timm_resnext50"):
         fixture = MANIFEST["fixtures"][name]

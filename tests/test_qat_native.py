@@ -1,4 +1,4 @@
-"""Native Keras 3 QAT (keras_resnet.quant.qat): per-layer agreement with TFLite's int8 kernels (within 1 LSB), BN folding
+"""Native Keras 3 QAT (keras_resnet.quant.native_qat): per-layer agreement with TFLite's int8 kernels (within 1 LSB), BN folding
 in training and inference, .keras round trips, refusals, the digits chain and a JAX-backend run."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ keras = pytest.importorskip("keras")
 from keras_resnet.core.errors import ConfigError  # noqa: E402
 from keras_resnet.io.model_io import load_model  # noqa: E402
 from keras_resnet.model.blocks import ChannelPadding  # noqa: E402
-from keras_resnet.quant import qat  # noqa: E402
+from keras_resnet.quant import native_qat as qat  # noqa: E402
 
 slow = pytest.mark.slow  # conversion, training or a subprocess
 L = keras.layers
@@ -356,7 +356,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     import keras
     assert keras.backend.backend() == os.environ["KERAS_BACKEND"], keras.backend.backend()
     from keras_resnet.data import datasets as data
-    from keras_resnet.quant import qat
+    from keras_resnet.quant import native_qat as qat
     from keras_resnet.train import recipe as train
     keras.utils.set_random_seed(0)
     model = train.model_for_dataset("resnet20v2", data.info("digits"))

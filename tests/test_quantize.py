@@ -15,7 +15,8 @@ if importlib.util.find_spec("tensorflow_model_optimization") is None:  # not imp
 from keras_resnet.core.errors import ConfigError, ModelFileError, OutputExistsError  # noqa: E402
 from keras_resnet.io.model_io import load_model  # noqa: E402
 from keras_resnet.model.registry import build_model  # noqa: E402
-from keras_resnet.quant import quantize as Q  # noqa: E402
+from keras_resnet.quant import tf_keras_twin as T  # noqa: E402
+from keras_resnet.quant import tfmot_qat as Q  # noqa: E402
 from keras_resnet.spec.commands import QATSpec  # noqa: E402
 
 slow = pytest.mark.slow  # tfmot, training or conversion
@@ -67,11 +68,11 @@ def test_every_family_translates_exactly_and_quantizes(name, kwargs):
     # Seeded: some random ResNet-50V2 inits have huge logits, whose softmax turns float32 rounding into |diff| ~1e-5.
     keras.utils.set_random_seed(0)
     model = _with_normalization(name, **kwargs)
-    twin = Q.to_tf_keras(model)
+    twin = T.to_tf_keras(model)
     assert type(twin).__module__.startswith("tf_keras")
-    assert Q.parity(model, twin) < 1e-5
-    prepared = Q.to_tf_keras(model, for_qat=True)  # BN → depthwise where tfmot cannot fold
-    assert Q.parity(model, prepared) < 1e-4
+    assert T.parity(model, twin) < 1e-5
+    prepared = T.to_tf_keras(model, for_qat=True)  # BN → depthwise where tfmot cannot fold
+    assert T.parity(model, prepared) < 1e-4
     qat = Q.quantize_model(model)
     assert Q.is_qat_model(qat)
     # The input Normalization holds data constants; trained, one fine-tuning epoch wrecked the model.
@@ -115,16 +116,16 @@ def test_sequential_and_nested_models_translate():
     y = keras.layers.Add(name="add")([shared(x), shared(x)])  # a layer called twice
     y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
     model = keras.Model(inputs, keras.layers.Dense(4, name="dense")(y))
-    twin = Q.to_tf_keras(model)
-    assert Q.parity(model, twin) < 1e-5
+    twin = T.to_tf_keras(model)
+    assert T.parity(model, twin) < 1e-5
 
 
 def test_lambda_and_custom_layers_are_refused_by_name():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
-    with pytest.raises(Q.TranslationError, match="double"):
-        Q.to_tf_keras(model)
+    with pytest.raises(T.TranslationError, match="double"):
+        T.to_tf_keras(model)
 
 
 @slow

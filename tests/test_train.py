@@ -131,7 +131,7 @@ def test_cli_trains_with_progress_and_summary(tmp_path):
     import keras_resnet  # noqa: F401 - registers the QAT layers for loading
 
     qat_model = keras.saving.load_model(out / "qat.keras")
-    assert any(type(layer).__module__ == "keras_resnet.quant.qat" for layer in qat_model.layers)
+    assert any(type(layer).__module__ == "keras_resnet.quant.native_layers" for layer in qat_model.layers)
     assert summary["recipe"]["schedule"] == "cosine" and summary["recipe"]["warmup_epochs"] == 0.5
     assert (out / "best.keras").is_file()
 

@@ -52,7 +52,7 @@ def run(settings: DemoSettings) -> list[dict]:
     """Run the demo; returns the table rows (also written to results.json / results.md)."""
     from keras_resnet.data import datasets as data
     from keras_resnet.export import convert
-    from keras_resnet.quant import qat
+    from keras_resnet.quant import engine
     from keras_resnet.train import loop as train
 
     out = os.path.abspath(settings.output)
@@ -73,13 +73,13 @@ def run(settings: DemoSettings) -> list[dict]:
     float_model = os.path.join(out, "train", "best.keras")
 
     spec = QATSpec(dataset=settings.dataset, data_dir=settings.data_dir, epochs=settings.qat_epochs)
-    qat_path = os.path.join(out, qat.qat_file_name(spec.engine))
+    qat_path = os.path.join(out, engine.qat_file_name(spec.engine))
     _stage(2, f"quantization-aware fine-tuning ({spec.engine} engine) for {settings.qat_epochs} epochs -> {qat_path}")
     t = time.perf_counter()
     if os.path.exists(qat_path):
         print(f"  reusing {qat_path}")
     else:
-        result = qat.engine_fine_tune(float_model, spec, qat_path, verbose=2)
+        result = engine.engine_fine_tune(float_model, spec, qat_path, verbose=2)
         print(f"  test accuracy: float {result.float_accuracy:.4f}, QAT {result.accuracy:.4f} ({result.seconds:.0f} s)")
     seconds["qat"] = time.perf_counter() - t
 

@@ -132,7 +132,7 @@ COMMANDS: dict[str, Command] = {
                                     "classes), loss and per-class accuracy. .tflite files run in resnet-edge, the "
                                     "device runner."),
     "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
-                   "keras_resnet.quant.qat:qat_command", specs=(QATSpec,),
+                   "keras_resnet.cli.qat:qat_command", specs=(QATSpec,),
                    description="Quantization-aware fine-tuning: quantize a trained .keras model natively in Keras 3 "
                                "(--engine keras, any backend, saves .keras) or with tfmot's 8-bit scheme (on a "
                                "tf_keras twin, TensorFlow only; --engine tfmot saves .h5), fine-tune it and save it. "
