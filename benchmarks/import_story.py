@@ -8,7 +8,7 @@ Rows: the committed parity fixtures (tests/fixtures/import: reduced-width copies
 timm / torchvision, with PyTorch's logits), and one full-size timm ``resnet50`` state dict of random values (the
 names and shapes timm writes; there is no PyTorch reference for it, so no parity figure). For each row:
 
-- import: reading the weights file and building the Keras model (``hub.convert_state_dict``), seconds;
+- import: reading the weights file and building the Keras model (``torch_mapping.convert_state_dict``), seconds;
 - parity: ``max |keras − pytorch| / max |pytorch|`` of the logits at 224² and 97² (the fixtures' two inputs);
 - int8: ``keras-resnet convert``'s full-integer post-training quantization at 224² (calibration on random pixels)
   of the model with a logits head (see ``measure``),
@@ -42,7 +42,7 @@ ROWS = ("timm_resnet50", "timm_resnet50d", "timm_seresnet50", "timm_resnext50", 
 
 def cpu() -> dict:
     """resnet-edge's CPU record plus every avx512/vnni/amx flag lscpu lists."""
-    from resnet_edge.runtime import cpu_info
+    from resnet_edge.cpu import cpu_info
 
     info = cpu_info()
     try:
@@ -91,12 +91,12 @@ def measure(label: str, weights: pathlib.Path, arch, opts, reference: dict | Non
     from resnet_edge import Classifier
 
     from keras_resnet.export import convert
-    from keras_resnet.io import hub
+    from keras_resnet.io import torch_mapping
     from keras_resnet.io.weights import read_weights
 
     start = time.perf_counter()
-    model = hub.convert_state_dict(read_weights(weights), arch, opts, input_shape=(None, None, 3),
-                                   classifier_activation=None)
+    model = torch_mapping.convert_state_dict(read_weights(weights), arch, opts, input_shape=(None, None, 3),
+                                             classifier_activation=None)
     import_s = time.perf_counter() - start
     parity = {}
     if reference is not None:
@@ -108,8 +108,8 @@ def measure(label: str, weights: pathlib.Path, arch, opts, reference: dict | Non
     # Logits out, as the PyTorch model: a random-weight 1000-way softmax is nearly flat (every probability below
     # the int8 output's 1/256 step), so its int8 top-1 is a tie broken by index (measured: 0/64 agreement for the
     # full-size ResNet-50 with a softmax head, 17 classes tied at one step); logits keep their order in int8.
-    fixed = hub.convert_state_dict(read_weights(weights), arch, opts, input_shape=(224, 224, 3),
-                                   classifier_activation=None)
+    fixed = torch_mapping.convert_state_dict(read_weights(weights), arch, opts, input_shape=(224, 224, 3),
+                                             classifier_activation=None)
     path = os.path.join(folder, f"{label.replace(':', '_').replace(' ', '_')}.tflite")
     report = convert.convert(fixed, path, quantization="int8", calibration_data="random",
                              calibration_samples=args.calibration, validation_samples=args.samples, min_agreement=0.0,
@@ -168,11 +168,11 @@ def measure_all(manifest: dict, rows: list[dict], args, folder: str) -> None:
         rows.append(measure(label, FIXTURES / fixture["file"], arch, opts,
                             {"name": name, "sizes": manifest["sizes"]}, args, folder))
     if args.full_size:
-        from keras_resnet.io import hub
+        from keras_resnet.io import torch_sources
 
         weights = pathlib.Path(folder) / "model.safetensors"
         write_random_safetensors(weights, manifest["full_size"]["timm:resnet50"])
-        arch, opts = hub.architecture("timm", "resnet50")
+        arch, opts = torch_sources.architecture("timm", "resnet50")
         rows.append(measure("timm resnet50 (full size, random)", weights, arch, opts, None, args, folder))
 
 

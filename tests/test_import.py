@@ -1,4 +1,4 @@
-"""Importing timm / torchvision weights (keras_resnet.io.hub, keras_resnet.io.weights) against committed fixtures.
+"""Importing timm / torchvision / keras-hub weights (keras_resnet.io.hub and its modules) against committed fixtures.
 
 tests/fixtures/import/ was written once by scripts/make_import_fixtures.py with the real timm 1.0 / torchvision 0.29
 classes: reduced-width copies of each architecture with randomised BatchNorm statistics, their state dicts
@@ -21,7 +21,8 @@ import pytest
 
 from keras_resnet.cli import main as cli
 from keras_resnet.core.errors import ModelFileError, UnsafeModelError
-from keras_resnet.io import hub
+from keras_resnet.io import import_common, keras_hub_presets, torch_mapping, torch_sources
+from keras_resnet.io.preprocessing import Preprocessing, read_preprocessing
 from keras_resnet.io.weights import read_safetensors, read_torch, read_weights
 from keras_resnet.spec.specs import Arch, BlockOptions, se_channels
 
@@ -40,8 +41,8 @@ def parity(name: str) -> list[float]:
     """Max relative difference of the imported model's logits to PyTorch's, per fixture input size."""
     fixture = MANIFEST["fixtures"][name]
     arch, opts = _arch(fixture)
-    model = hub.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts, input_shape=(None, None, 3),
-                                   classifier_activation=None)
+    model = torch_mapping.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts,
+                                             input_shape=(None, None, 3), classifier_activation=None)
     reference = np.load(FIXTURES / "reference.npz")
     out = []
     for size in MANIFEST["sizes"]:
@@ -63,7 +64,7 @@ KERAS_HUB = ("keras_hub_resnet", "keras_hub_resnet_vd")
 @pytest.mark.parametrize("name", KERAS_HUB)
 def test_parity_with_keras_hub(name):
     """keras-hub 0.32 ResNet / ResNet-vd presets (scripts/make_keras_hub_fixtures.py), read without keras-hub."""
-    model, preprocessing = hub.import_keras_hub(FIXTURES / name, input_shape=(None, None, 3),
+    model, preprocessing = keras_hub_presets.import_keras_hub(FIXTURES / name, input_shape=(None, None, 3),
                                                 classifier_activation=None)
     assert preprocessing.mean == (0.485, 0.456, 0.406) and preprocessing.interpolation == "bicubic"
     assert any(layer.name.endswith("_0_pool") for layer in model.layers) == (name == "keras_hub_resnet_vd")
@@ -81,18 +82,18 @@ def test_keras_hub_weights_of_another_layout_are_refused(tmp_path):
     shutil.copytree(FIXTURES / "keras_hub_resnet_vd", preset)
     shutil.copy(FIXTURES / "keras_hub_resnet" / "model.weights.h5", preset / "model.weights.h5")
     with pytest.raises(ModelFileError, match="does not fit the architecture"):
-        hub.import_keras_hub(preset)
+        keras_hub_presets.import_keras_hub(preset)
     (preset / "config.json").write_text(json.dumps({"class_name": "ResNetBackbone", "config": {
         "block_type": "bottleneck_block", "use_pre_activation": True}}))
     with pytest.raises(ModelFileError, match="pre-activation"):
-        hub.import_keras_hub(preset)
+        keras_hub_presets.import_keras_hub(preset)
 
 
 def test_cli_import_keras_hub_preset(tmp_path, capsys):
     out = tmp_path / "vd.keras"
     assert cli.main(["import", f"keras-hub:{FIXTURES / 'keras_hub_resnet_vd'}", "--logits", "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    sidecar = hub.read_preprocessing(out)
+    sidecar = read_preprocessing(out)
     assert sidecar == json.loads((tmp_path / "vd.preprocessing.json").read_text())
     assert sidecar["source"] == "keras-hub" and sidecar["input_size"] == 224 and sidecar["crop_pct"] == 1.0
     from keras_resnet.io.model_io import load_model
@@ -127,9 +128,9 @@ QUICK = {"timm:resnet50d", "timm:seresnet50", "timm:resnext50_32x4d", "torchvisi
 @pytest.mark.parametrize("key", [k if k in QUICK else pytest.param(k, marks=pytest.mark.slow) for k in FULL])
 def test_full_size_names_and_shapes_match(key):
     source, name = key.split(":")
-    arch, opts = hub.architecture(source, name)
-    model = hub.build_keras_model(arch, opts, classes=1000, preprocessing=hub.Preprocessing())
-    expected = hub.expected_keys(model, opts)
+    arch, opts = torch_sources.architecture(source, name)
+    model = import_common.build_keras_model(arch, opts, classes=1000, preprocessing=Preprocessing())
+    expected = torch_mapping.expected_keys(model, opts)
     recorded = {k: tuple(v) for k, v in MANIFEST["full_size"][key].items()}
     assert expected == recorded
 
@@ -139,19 +140,19 @@ def test_named_models_match_the_import_architectures():
 
     for spec in MODELS.values():
         if spec.timm:
-            arch, opts = hub.architecture("timm", spec.timm)
+            arch, opts = torch_sources.architecture("timm", spec.timm)
             assert arch == spec.arch and opts == BlockOptions(**spec.options), spec.function
 
 
 def test_default_preprocessing_is_the_sources():
     # timm 1.0.31 pretrained_cfg / torchvision 0.29 DEFAULT transforms
-    assert hub.default_preprocessing("timm", "resnet50", "a3_in1k") == hub.Preprocessing(
+    assert torch_sources.default_preprocessing("timm", "resnet50", "a3_in1k") == Preprocessing(
         input_size=160, crop_pct=0.95, interpolation="bicubic")
-    assert hub.default_preprocessing("timm", "resnet101d") == hub.Preprocessing(
+    assert torch_sources.default_preprocessing("timm", "resnet101d") == Preprocessing(
         input_size=256, crop_pct=0.95, interpolation="bicubic")  # the default tag, ra2_in1k
-    assert hub.default_preprocessing("timm", "resnet50d", "ra4_e3600_r224_in1k").mean == (0.5, 0.5, 0.5)
-    assert hub.default_preprocessing("torchvision", "resnet50").crop_pct == round(224 / 232, 4)
-    assert hub.default_preprocessing("torchvision", "resnet18").interpolation == "bilinear"
+    assert torch_sources.default_preprocessing("timm", "resnet50d", "ra4_e3600_r224_in1k").mean == (0.5, 0.5, 0.5)
+    assert torch_sources.default_preprocessing("torchvision", "resnet50").crop_pct == round(224 / 232, 4)
+    assert torch_sources.default_preprocessing("torchvision", "resnet18").interpolation == "bilinear"
 
 
 def test_se_channels_round_as_timm():
@@ -300,19 +301,19 @@ def test_missing_and_unexpected_keys_are_listed():
     del tensors["layer2.0.se.fc1.weight"]
     tensors["head.extra.weight"] = np.zeros(3, np.float32)
     with pytest.raises(ModelFileError, match=r"1 missing: layer2\.0\.se\.fc1\.weight; 1 unexpected: head\.extra"):
-        hub.convert_state_dict(tensors, arch, opts)
+        torch_mapping.convert_state_dict(tensors, arch, opts)
     # SE weights given to a model without SE: every se.* key is unexpected
     plain = BlockOptions(**{k: v for k, v in fixture["options"].items() if k != "se_ratio"})
     with pytest.raises(ModelFileError, match="unexpected: layer1.0.se.fc1.bias"):
-        hub.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, plain)
+        torch_mapping.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, plain)
 
 
 def test_wrong_shapes_are_listed():
     fixture = MANIFEST["fixtures"]["timm_resnext50"]
     arch, _ = _arch(fixture)
     with pytest.raises(ModelFileError, match="wrong shape: layer1.0.conv2.weight"):
-        hub.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, BlockOptions(stride_on="3x3",
-                                                                                             base_width=128))
+        torch_mapping.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch,
+                                         BlockOptions(stride_on="3x3", base_width=128))
 
 
 def test_offline_without_weights_names_the_file_and_flag(tmp_path, capsys, monkeypatch):
@@ -369,7 +370,8 @@ def test_int8_tflite_of_se_and_grouped_conv_runs_in_resnet_edge(tmp_path):
     for name in ("timm_resnet50", "timm_seresnet50", "timm_resnext50"):
         fixture = MANIFEST["fixtures"][name]
         arch, opts = _arch(fixture)
-        model = hub.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts, input_shape=(64, 64, 3))
+        model = torch_mapping.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts,
+                                                 input_shape=(64, 64, 3))
         reports[name] = convert.convert(model, str(tmp_path / f"{name}.tflite"), quantization="int8",
                                         calibration_data="random", calibration_samples=16, validation_samples=16,
                                         min_agreement=0.0)
@@ -389,7 +391,8 @@ def test_qat_wraps_se_and_grouped_convs():
     for name in ("timm_seresnet50", "timm_resnext50"):
         fixture = MANIFEST["fixtures"][name]
         arch, opts = _arch(fixture)
-        model = hub.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts, input_shape=(64, 64, 3))
+        model = torch_mapping.convert_state_dict(read_weights(FIXTURES / fixture["file"]), arch, opts,
+                                                 input_shape=(64, 64, 3))
         qat = quantize.quantize_model(model)
         wrapped = {layer.layer.name for layer in qat.layers if hasattr(layer, "layer")}
         convs = {layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"}

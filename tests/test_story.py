@@ -77,7 +77,7 @@ def test_import_finetune_qat_convert_classify(tmp_path, capsys):
     from resnet_edge import cli as edge_cli
     from resnet_edge.metadata import check_model, read_metadata
 
-    from keras_resnet.io.model_io import PREPROCESSING_ENTRY, read_preprocessing
+    from keras_resnet.io.preprocessing import PREPROCESSING_ENTRY, read_preprocessing
 
     manifest = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
     weights = tmp_path / "model.safetensors"
@@ -163,12 +163,8 @@ def _tiny_keras(path: pathlib.Path) -> None:
 
 
 def test_preprocessing_record_travels_inside_the_keras_file(tmp_path):
-    from keras_resnet.io.model_io import (
-        attach_preprocessing,
-        load_model,
-        preprocessing_path,
-        read_preprocessing,
-    )
+    from keras_resnet.io.model_io import load_model
+    from keras_resnet.io.preprocessing import attach_preprocessing, preprocessing_path, read_preprocessing
 
     path = tmp_path / "m.keras"
     _tiny_keras(path)
@@ -188,7 +184,7 @@ def test_preprocessing_record_travels_inside_the_keras_file(tmp_path):
                                              ({"input_size": 0}, "input_size"), ({"input_size": True}, "input_size")])
 def test_malformed_preprocessing_record_is_refused(tmp_path, change, message):
     from keras_resnet.core.errors import ModelFileError
-    from keras_resnet.io.model_io import preprocessing_path, read_preprocessing
+    from keras_resnet.io.preprocessing import preprocessing_path, read_preprocessing
 
     model = tmp_path / "m.h5"
     pathlib.Path(preprocessing_path(model)).write_text(json.dumps({**RECORD, **change}))
@@ -200,7 +196,7 @@ def test_malformed_preprocessing_record_is_refused(tmp_path, change, message):
 
 
 def test_resize_policy_flags_then_record_then_defaults():
-    from keras_resnet.export.convert import policy_text, resize_policy
+    from keras_resnet.export.metadata import policy_text, resize_policy
     from keras_resnet.spec.conversion import ConvertSpec
 
     recorded = resize_policy(ConvertSpec(), RECORD)

@@ -26,7 +26,7 @@ import numpy as np
 from keras_resnet.core import compat
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.core.files import atomic_path, atomic_write, check_output
-from keras_resnet.io.model_io import preprocessing_path
+from keras_resnet.io.preprocessing import preprocessing_path
 from keras_resnet.quant.common import QATResult, accuracy, load_for_qat
 from keras_resnet.quant.tf_keras_twin import FOLDABLE_INTO, TranslationError, to_tf_keras
 from keras_resnet.spec.commands import QATSpec

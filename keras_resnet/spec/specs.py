@@ -181,7 +181,7 @@ class ModelSpec:
     classes: int = 1000
     input_size: int = 224
     keras_weights: bool = False  # keras.applications publishes ImageNet weights for this exact model
-    timm: str | None = None  # the timm / torchvision architecture this entry reproduces (keras_resnet.io.hub)
+    timm: str | None = None  # the timm / torchvision architecture this entry reproduces (io.torch_sources)
 
     @property
     def cifar(self) -> bool:

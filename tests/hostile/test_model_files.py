@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from keras_resnet.core.errors import ModelFileError, UnsafeModelError
-from keras_resnet.io import model_io
+from keras_resnet.io import allowlist, model_checks, model_io
 
 from . import files
 from .conftest import run_python
@@ -25,7 +25,7 @@ def _config(path: str) -> dict:
 
 def _refused(path, match: str, error=ModelFileError, **kwargs) -> str:
     with pytest.raises(error, match=match) as info:
-        model_io.check_model_file(path, **kwargs)
+        model_checks.check_model_file(path, **kwargs)
     assert "\n" not in str(info.value)
     return str(info.value)
 
@@ -38,20 +38,20 @@ def test_allow_list_names_keras_built_ins_only():
     modules = [keras.layers, keras.initializers, keras.regularizers, keras.constraints, keras.optimizers,
                keras.optimizers.schedules, keras.losses, keras.metrics, keras.dtype_policies, keras.models]
     public = {name for m in modules for name in dir(m) if isinstance(getattr(m, name), type)} | {"Functional"}
-    assert model_io.KERAS_CLASSES <= public, sorted(model_io.KERAS_CLASSES - public)
+    assert allowlist.KERAS_CLASSES <= public, sorted(allowlist.KERAS_CLASSES - public)
     for code_runner in ("Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "MeanMetricWrapper",
                         "TFOpLambda", "Layer", "__lambda__", "__typespec__", "function"):
-        assert code_runner not in model_io.ALLOWED_CLASSES
+        assert code_runner not in allowlist.ALLOWED_CLASSES
     functions = {name for m in (keras.activations, keras.losses, keras.metrics) for name in dir(m)
                  if callable(getattr(m, name))}
-    assert model_io.ALLOWED_FUNCTIONS <= functions, sorted(model_io.ALLOWED_FUNCTIONS - functions)
-    assert not {"get", "serialize", "deserialize"} & model_io.ALLOWED_FUNCTIONS
+    assert allowlist.ALLOWED_FUNCTIONS <= functions, sorted(allowlist.ALLOWED_FUNCTIONS - functions)
+    assert not {"get", "serialize", "deserialize"} & allowlist.ALLOWED_FUNCTIONS
 
 
 def test_keras_resnet_training_models_pass(resnet_keras):
-    found = model_io.check_model_file(resnet_keras)
+    found = model_checks.check_model_file(resnet_keras)
     assert found.keras_version.startswith("3") and found.layers > 60
-    names = {obj["class_name"] for obj, _ in model_io._walk(found.config)}
+    names = {obj["class_name"] for obj, _ in allowlist._walk(found.config)}
     assert {"ChannelPadding", "ResNetSchedule", "SGD", "Normalization", "Functional"} <= names
 
 
@@ -59,7 +59,7 @@ def test_channel_padding_arguments_from_a_file_are_checked(resnet_keras, tmp_pat
     """A registered layer's config is untrusted too: ChannelPadding with stride 0 is one ModelFileError line."""
     pytest.importorskip("keras")
     config = _config(resnet_keras)
-    layers = [obj for obj, _ in model_io._walk(config) if obj.get("class_name") == "ChannelPadding"]
+    layers = [obj for obj, _ in allowlist._walk(config) if obj.get("class_name") == "ChannelPadding"]
     assert layers and all(layer["config"]["stride"] == 2 for layer in layers)
     layers[0]["config"]["stride"] = 0
     path = files.rewrite_keras(resnet_keras, tmp_path / "stride0.keras", config_json=files.json_bytes(config))
@@ -91,7 +91,7 @@ def test_off_list_classes_are_refused_naming_the_layer(small_keras, tmp_path, na
     path = files.rewrite_keras(small_keras, tmp_path / f"{name}.keras", config_json=files.json_bytes(config))
     message = _refused(path, "refusing to load it", UnsafeModelError)
     assert "layer 'conv'" in message and problem in message and "--unsafe" in message
-    assert model_io.check_model_file(path, unsafe=True)  # --unsafe skips the allow-list only
+    assert model_checks.check_model_file(path, unsafe=True)  # --unsafe skips the allow-list only
 
 
 def test_escaped_lambda_in_raw_json_is_decoded_before_the_check(small_keras, tmp_path):
@@ -191,10 +191,10 @@ def test_bombs_are_refused_in_bounded_memory(small_keras, tmp_path, name):
     path = BOMBS[name](small_keras, tmp_path)
     assert os.path.getsize(path) < 5 << 20
     result = run_python(f"""
-        from keras_resnet.io import model_io
+        from keras_resnet.io import model_checks
         from keras_resnet.core.errors import ModelFileError
         try:
-            model_io.check_model_file({path!r})
+            model_checks.check_model_file({path!r})
             RESULT = {{"refused": None}}
         except ModelFileError as error:
             RESULT = {{"refused": str(error)}}
@@ -204,7 +204,7 @@ def test_bombs_are_refused_in_bounded_memory(small_keras, tmp_path, name):
 
 
 def test_declared_total_is_capped(small_keras, tmp_path, monkeypatch):
-    monkeypatch.setattr(model_io, "MAX_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(model_checks, "MAX_TOTAL_BYTES", 1000)
     _refused(small_keras, "declares .* in all")
 
 

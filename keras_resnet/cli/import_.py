@@ -1,0 +1,16 @@
+"""``keras-resnet import``: the command-line handler (no Keras at import; the work is
+:func:`keras_resnet.io.hub.import_to_file`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """``keras-resnet import SOURCE:ARCH [--weights FILE] --output OUT.keras``."""
+    from keras_resnet.io.hub import import_to_file
+    from keras_resnet.spec.commands import ImportSpec
+    from keras_resnet.spec.fields import from_args
+
+    import_to_file(from_args(ImportSpec, args))
+    return 0
