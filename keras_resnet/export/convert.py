@@ -43,7 +43,8 @@ from keras_resnet.core.errors import (
 from keras_resnet.core.files import atomic_path, check_output
 from keras_resnet.core.version import VERSION as __version__
 from keras_resnet.export.metadata import SCHEMA, embed_metadata
-from keras_resnet.io.model_io import load_model, read_preprocessing
+from keras_resnet.io.model_io import load_model
+from keras_resnet.io.preprocessing import read_preprocessing
 from keras_resnet.model.build import predict
 from keras_resnet.quant.quantize import check_images, is_qat_model
 from keras_resnet.spec.conversion import MODES, ConvertSpec
