@@ -33,30 +33,31 @@ VARIANTS = [
 
 
 def files(name: str, workdir: str, threads: int) -> dict[str, str]:
-    from keras_resnet.export import aeq
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import aeq_quantize as aeq
+    from keras_resnet.export.metadata import build_metadata, embed_metadata
+    from keras_resnet.export.trace import convert_model
     from keras_resnet.model.registry import build_model
 
     module = aeq.require()
     model = build_model(name, weights=None, input_shape=(32, 32, 3), classes=10)
     calibration = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
-    contents = {"converter float32": C.convert_model(model, quantization="float32", temp_dir=workdir),
-                "converter int8": C.convert_model(model, quantization="int8", io_type="int8",
-                                                  calibration=calibration, temp_dir=workdir)}
+    contents = {"converter float32": convert_model(model, quantization="float32", temp_dir=workdir),
+                "converter int8": convert_model(model, quantization="int8", io_type="int8",
+                                                calibration=calibration, temp_dir=workdir)}
     float_content = contents["converter float32"]
     ops = aeq.graph_ops(module, float_content, model)
-    signature = aeq._signature_input(float_content)
+    signature = aeq.signature_input(float_content)
     for label, recipe, int16, floating in VARIANTS:
-        quantizer = aeq._quantizer(module, float_content, recipe, aeq.select(ops, int16, "--int16"),
-                                   aeq.select(ops, floating, "--keep-float"), recipe != "static_wi8_ai8")
+        quantizer = aeq.build_quantizer(module, float_content, recipe, aeq.select(ops, int16, "--int16"),
+                                        aeq.select(ops, floating, "--keep-float"), recipe != "static_wi8_ai8")
         ranges = aeq.calibrate(module, quantizer, signature, calibration, threads)
         contents[label] = aeq.quantize(quantizer, ranges)
     paths = {}
     for label, content in contents.items():
-        meta = C.build_metadata(model, name, label, None)
+        meta = build_metadata(model, name, label, None)
         paths[label] = os.path.join(workdir, label.replace(" ", "_") + ".tflite")
         with open(paths[label], "wb") as f:
-            f.write(C.embed_metadata(content, meta))
+            f.write(embed_metadata(content, meta))
     return paths
 
 

@@ -32,7 +32,7 @@ APIS = ("compiled", "interpreter")
 
 def convert(name: str, workdir: str) -> dict[str, str]:
     """float32 and int8 .tflite files of a random-weight model; {format: path}."""
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import trace
     from keras_resnet.model.registry import build_model
 
     shape, classes = MODELS[name]
@@ -41,8 +41,8 @@ def convert(name: str, workdir: str) -> dict[str, str]:
     paths = {}
     for mode in ("float32", "int8"):
         start = time.perf_counter()
-        content = C.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",
-                                  batch=1, calibration=calibration if mode == "int8" else None)
+        content = trace.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",
+                                      batch=1, calibration=calibration if mode == "int8" else None)
         paths[mode] = os.path.join(workdir, f"{name}_{mode}.tflite")
         with open(paths[mode], "wb") as f:
             f.write(content)
@@ -117,7 +117,7 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     import keras
 
     from keras_resnet.data import datasets as data
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import ops, trace
     from keras_resnet.io.model_io import load_model
     from keras_resnet.quant import tfmot_qat as Q
     from keras_resnet.quant.common import accuracy
@@ -137,17 +137,17 @@ def digits(name: str, workdir: str, epochs: int, qat_epochs: int) -> None:
     float_acc = accuracy(model, xt, yt)
     print(f"{name} digits keras float32 accuracy {float_acc:.4f}", flush=True)
     for mode in ("float16", "int8"):
-        content = C.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",
-                                  calibration=x[:200].astype("float32") if mode == "int8" else None)
+        content = trace.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",
+                                      calibration=x[:200].astype("float32") if mode == "int8" else None)
         acc = _accuracy(content, workdir, xt, yt)
         print(f"{name} digits tflite {mode:<7} (PTQ) accuracy {acc:.4f}  ({acc - float_acc:+.4f})  "
-              f"float ops {len(C.op_summary(content)[1])}", flush=True)
+              f"float ops {len(ops.op_summary(content)[1])}", flush=True)
     result = Q.qat_fine_tune(path, QATSpec(dataset="digits", epochs=qat_epochs), os.path.join(workdir, f"{name}_qat.h5"))
-    content = C.convert_model(load_model(result.path), quantization="int8", io_type="int8")
+    content = trace.convert_model(load_model(result.path), quantization="int8", io_type="int8")
     acc = _accuracy(content, workdir, xt, yt)
     print(f"{name} digits QAT keras accuracy {result.accuracy:.4f}; tflite int8 (QAT, {qat_epochs} epochs) accuracy "
           f"{acc:.4f}  ({acc - float_acc:+.4f} vs float; target within 0.003)  float ops "
-          f"{len(C.op_summary(content)[1])}", flush=True)
+          f"{len(ops.op_summary(content)[1])}", flush=True)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def main() -> None:
     from resnet_edge.check import check
     from resnet_edge.runtime import describe_cpu
 
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import trace
     from keras_resnet.model import blocks
     from keras_resnet.model.registry import build_model
 
@@ -65,9 +65,9 @@ def main() -> None:
                 finally:
                     blocks.ChannelPadding = current
                 for mode in ("float32", "int8"):
-                    content = C.convert_model(model, quantization=mode, batch=1,
-                                              io_type="int8" if mode == "int8" else "float32",
-                                              calibration=calibration if mode == "int8" else None)
+                    content = trace.convert_model(model, quantization=mode, batch=1,
+                                                  io_type="int8" if mode == "int8" else "float32",
+                                                  calibration=calibration if mode == "int8" else None)
                     path = paths[name, variant, mode] = os.path.join(workdir, f"{name}_{variant}_{mode}.tflite")
                     with open(path, "wb") as f:
                         f.write(content)

@@ -9,7 +9,7 @@ step (TensorFlow backend, one process, same batch).
 
 The float model is trained here (SGD 0.05, momentum 0.9, batch 64, no augmentation) unless --float-model is given.
 Both QAT engines fine-tune it with the same QATSpec (SGD 1e-3, momentum 0.9, batch 64) and are converted by
-``keras_resnet.export.convert.convert_model``; accuracies are of the .tflite files on the test split, run in resnet-edge.
+``keras_resnet.export.trace.convert_model``; accuracies are of the .tflite files on the test split, run in resnet-edge.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def run(args, workdir: str) -> dict:
     import keras
 
     from keras_resnet.data import datasets as data
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import ops, trace
     from keras_resnet.io.model_io import load_model
     from keras_resnet.model.build import predict
     from keras_resnet.quant import native_qat as qat
@@ -152,8 +152,8 @@ def run(args, workdir: str) -> dict:
         model.save(path)
     rows = [_row("float (Keras)", predict(model, xt, 128).argmax(-1) == yt)]
 
-    content = C.convert_model(model, quantization="int8", io_type="int8",
-                              calibration=x[np.random.default_rng(0).permutation(len(x))[:200]].astype("float32"))
+    content = trace.convert_model(model, quantization="int8", io_type="int8",
+                                  calibration=x[np.random.default_rng(0).permutation(len(x))[:200]].astype("float32"))
     rows.append(_row("PTQ int8 (TFLite)", _tflite_predict(content, xt, workdir, "ptq").argmax(-1) == yt))
 
     spec = QATSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.qat_epochs)
@@ -167,8 +167,8 @@ def run(args, workdir: str) -> dict:
             result = qat.qat_fine_tune(path, dataclasses.replace(spec, engine="keras"), os.path.join(workdir, output))
         seconds = time.perf_counter() - start
         qat_model = load_model(result.path)
-        content = C.convert_model(qat_model, quantization="int8", io_type="int8")
-        counts, floating = C.op_summary(content)
+        content = trace.convert_model(qat_model, quantization="int8", io_type="int8")
+        counts, floating = ops.op_summary(content)
         tflite = _tflite_predict(content, xt, workdir, engine).argmax(-1)
         keras_top1 = predict(qat_model, xt, 128).argmax(-1)
         label = f"{engine} QAT int8 (TFLite)"

@@ -82,7 +82,7 @@ def tflite_formats(models: list[tuple[str, int]], workdir: str) -> tuple[list[st
     import numpy as np
 
     from keras_resnet import build_model
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import trace
 
     rows = []
     for name, size in models:
@@ -90,8 +90,8 @@ def tflite_formats(models: list[tuple[str, int]], workdir: str) -> tuple[list[st
         calibration = np.random.default_rng(0).uniform(0, 255, (16, size, size, 3)).astype("float32")
         for mode in ("float32", "float16", "dynamic", "int8"):
             start = time.perf_counter()
-            content = C.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",
-                                      calibration=calibration if mode == "int8" else None)
+            content = trace.convert_model(model, quantization=mode, io_type="int8" if mode == "int8" else "float32",
+                                          calibration=calibration if mode == "int8" else None)
             seconds = time.perf_counter() - start
             path = os.path.join(workdir, f"{name}_{mode}.tflite")
             with open(path, "wb") as f:
@@ -117,7 +117,7 @@ def depth_scaling(depths: list[int], workdir: str) -> tuple[list[str], list[dict
     import numpy as np
 
     from keras_resnet import build_model
-    from keras_resnet.export import convert as C
+    from keras_resnet.export import trace
 
     rows = []
     for depth in depths:
@@ -125,7 +125,7 @@ def depth_scaling(depths: list[int], workdir: str) -> tuple[list[str], list[dict
         model = build_model(f"resnet{depth}", zero_init=True)  # zero-init keeps 1202 finite at random weights
         built = time.perf_counter() - start
         start = time.perf_counter()
-        content = C.convert_model(model, quantization="float32")
+        content = trace.convert_model(model, quantization="float32")
         converted = time.perf_counter() - start
         path = os.path.join(workdir, f"resnet{depth}.tflite")
         with open(path, "wb") as f:

@@ -77,8 +77,9 @@ COMMON = ["--calibration-data", "digits", "--calibration-samples", "64", "--vali
 
 @slow
 def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
-    from keras_resnet.export import convert as C
     from keras_resnet.export import metadata
+    from keras_resnet.export.ops import op_summary
+    from keras_resnet.export.trace import convert_model
     from keras_resnet.io.model_io import load_model
 
     out, folder = tmp_path / "aeq.tflite", tmp_path / "diag"
@@ -89,7 +90,7 @@ def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
     assert report["quantization"] == "aeq static_wi8_ai8" and report["io_type"] == "int8"
     assert report["agreement"] >= 0.95 and report["tflite_accuracy"] > 0.85 and report["size_ratio"] < 0.35
     # every conv and Add of the float graph is diagnosed, once, worst SNR first
-    float_ops = C.op_summary(C.convert_model(load_model(digits_model)))[0]
+    float_ops = op_summary(convert_model(load_model(digits_model)))[0]
     layers = report["layers"]
     kinds = [row["op"] for row in layers]
     assert kinds.count("CONV_2D") == float_ops["CONV_2D"] == 19 and kinds.count("ADD") == float_ops["ADD"] == 9

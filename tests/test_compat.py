@@ -177,3 +177,20 @@ def test_tfmot_default_8bit_configs_refuse_other_tfmot_versions(monkeypatch):
     monkeypatch.setattr(compat, "version_of", lambda name: "0.9.0")
     with pytest.raises(ConfigError, match="QAT annotation is written for tensorflow-model-optimization 0.8.x"):
         compat.tfmot_default_8bit_configs()
+
+
+def test_tflite_schema_is_still_private():
+    """compat.tflite_schema reaches into ``tensorflow.lite.python`` for the flatbuffer object API metadata needs."""
+    tf = pytest.importorskip("tensorflow")
+
+    assert not hasattr(tf.lite, "schema_py_generated") and not hasattr(tf.lite, "Model")
+    schema = compat.tflite_schema()  # the installed TensorFlow is the pinned one
+    for name in ("Model", "ModelT", "BufferT", "MetadataT"):
+        assert hasattr(schema, name), f"the TFLite schema module lost {name}"
+    assert callable(schema.Model.GetRootAsModel) and callable(schema.ModelT.InitFromObj)
+
+
+def test_tflite_schema_refuses_other_tensorflow_versions(monkeypatch):
+    monkeypatch.setattr(compat, "version_of", lambda name: "2.22.0")
+    with pytest.raises(ConfigError, match="tensorflow 2.21.x"):
+        compat.tflite_schema()

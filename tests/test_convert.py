@@ -13,6 +13,8 @@ pytest.importorskip("resnet_edge")
 from keras_resnet.cli.main import main  # noqa: E402
 from keras_resnet.core.errors import ConfigError, ValidationError  # noqa: E402
 from keras_resnet.export import convert as C  # noqa: E402
+from keras_resnet.export import ops, targets, trace, validate  # noqa: E402
+from keras_resnet.export.metadata import build_metadata  # noqa: E402
 from keras_resnet.io.model_io import load_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -32,7 +34,7 @@ def test_modes_validate_against_keras(digits_model, tmp_path, mode, max_ratio):
     report = C.convert(digits_model, str(out), quantization=mode, calibration_data="digits",
                        calibration_samples=64, validation_samples=100, dataset="digits")
     assert out.exists() and report.size_bytes == out.stat().st_size
-    assert report.agreement >= C.MIN_AGREEMENT[mode]
+    assert report.agreement >= targets.MIN_AGREEMENT[mode]
     assert report.size_ratio <= max_ratio
     assert report.tflite_accuracy > 0.85 and report.validation == "digits"
     if mode == "int8":  # full integer, option-A downsampling blocks included
@@ -49,7 +51,7 @@ def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
     ptq = C.convert(digits_model, str(tmp_path / "ptq.tflite"), target="edgetpu", calibration_data="digits",
                     calibration_samples=32, validation_samples=32, min_agreement=0.8)
     assert ptq.float_ops == [] and ptq.io_type == "uint8" and "PAD" in ptq.ops
-    real = C.op_summary
+    real = ops.op_summary
     monkeypatch.setattr(C, "op_summary", lambda content: (real(content)[0], ["CONV_2D#3"]))
     with pytest.raises(ValidationError, match="not fully integer: 1 ops would stay float.*CONV_2D#3"):
         C.convert(digits_model, str(tmp_path / "tpu.tflite"), target="edgetpu", calibration_data="digits",
@@ -78,7 +80,7 @@ def test_qat_model_converts_without_calibration(tmp_path, digits_model):
     path = Q.save_qat_model(qat, str(tmp_path / "qat.h5"))
     assert main(["convert", path, "-o", str(tmp_path / "qat.tflite"), "--target", "edgetpu", "--io-type", "int8",
                  "--validation-data", "digits", "--validation-samples", "64"]) == 0
-    assert C.op_summary((tmp_path / "qat.tflite").read_bytes())[1] == []
+    assert ops.op_summary((tmp_path / "qat.tflite").read_bytes())[1] == []
     with pytest.raises(ConfigError, match="int8 only"):
         C.convert(path, str(tmp_path / "f16.tflite"), quantization="float16")
 
@@ -98,12 +100,12 @@ def test_metadata_dict_follows_the_contract(digits_model):
     from keras_resnet.quant import tfmot_qat as Q
 
     model = load_model(digits_model)
-    meta = C.build_metadata(model, "resnet20", "int8", None)
+    meta = build_metadata(model, "resnet20", "int8", None)
     assert meta["schema"] == "keras_resnet.metadata/1" and meta["labels"] == [str(i) for i in range(10)]
     assert meta["input"]["height"] == 32 and meta["input"]["layout"] == "NHWC"
     layer = model.get_layer("normalization")
     np.testing.assert_allclose(meta["normalization_in_model"]["std"], np.sqrt(np.ravel(layer.variance)), rtol=1e-5)
-    qat_meta = C.build_metadata(Q.quantize_model(model), "resnet20", "int8", None)  # from the depthwise twin
+    qat_meta = build_metadata(Q.quantize_model(model), "resnet20", "int8", None)  # from the depthwise twin
     np.testing.assert_allclose(qat_meta["normalization_in_model"]["mean"], meta["normalization_in_model"]["mean"],
                                rtol=1e-4)
 
@@ -134,8 +136,8 @@ def test_errors_leave_nothing_behind(digits_model, tmp_path, capsys, monkeypatch
     assert code == 2 and "32×32×3" in err and "64×64×3" in err
     code, err = run(digits_model, "-o", str(out), "--min-agreement", "1.01", "--validation-samples", "8")
     assert code == 2 and "--min-agreement must be in [0, 1]; got 1.01" in err and err.count("\n") == 1
-    real = C.compare  # a conversion the device runner disagrees with: refused after validation, nothing written
-    monkeypatch.setattr(C, "compare", lambda *args, **kwargs: {**real(*args, **kwargs), "agreement": 0.5})
+    real = validate.compare  # a conversion the device runner disagrees with: refused after validation, nothing written
+    monkeypatch.setattr(validate, "compare", lambda *args, **kwargs: {**real(*args, **kwargs), "agreement": 0.5})
     code, err = run(digits_model, "-o", str(out), "--validation-samples", "8")
     assert code == 2 and "agreement with the Keras model is 0.5000" in err and "nothing written" in err
     assert err.count("\n") == 1
@@ -204,8 +206,9 @@ def test_option_a_subsampling_keeps_the_cpu_graph_in_one_xnnpack_partition(tmp_p
     for mode in ("float32", "int8"):
         path = str(tmp_path / f"{mode}.tflite")
         with open(path, "wb") as f:
-            f.write(C.convert_model(model, quantization=mode, batch=1, io_type="int8" if mode == "int8" else "float32",
-                                    calibration=x if mode == "int8" else None))
+            f.write(trace.convert_model(model, quantization=mode, batch=1,
+                                        io_type="int8" if mode == "int8" else "float32",
+                                        calibration=x if mode == "int8" else None))
         assert _partitions(path) == 1 and fallbacks(path) == (["SOFTMAX"] if mode == "int8" else [])
     from resnet_edge import Classifier
 
@@ -219,7 +222,7 @@ def test_option_a_subsampling_keeps_the_cpu_graph_in_one_xnnpack_partition(tmp_p
     sliced = tf.function(lambda t: tf.nn.relu(t)[:, ::2, ::2, :] * 2.0,
                          input_signature=[tf.TensorSpec([1, 16, 16, 4], tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([sliced.get_concrete_function()], sliced)
-    contents = {"maxpool": C.convert_model(legacy, quantization="float32", batch=1), "slice": converter.convert()}
+    contents = {"maxpool": trace.convert_model(legacy, quantization="float32", batch=1), "slice": converter.convert()}
     for name, content in contents.items():
         path = str(tmp_path / f"{name}.tflite")
         with open(path, "wb") as f:

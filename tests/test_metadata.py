@@ -50,7 +50,7 @@ def test_embed_read_replace_and_identical_outputs(tmp_path):
 
 
 def test_embedding_changes_no_op(tmp_path):
-    from keras_resnet.export.convert import op_summary
+    from keras_resnet.export.ops import op_summary
 
     content = (FIXTURES / "nometa.tflite").read_bytes()
     counts, floating = op_summary(content)
@@ -65,7 +65,7 @@ def test_not_a_tflite_model_is_refused():
 
 @pytest.mark.slow
 def test_embed_into_a_converted_resnet(tmp_path):
-    from keras_resnet.export.convert import convert_model
+    from keras_resnet.export.trace import convert_model
     from keras_resnet.model.registry import build_model
 
     content = convert_model(build_model("resnet20", input_shape=(16, 16, 3)), quantization="float32")

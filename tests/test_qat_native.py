@@ -111,7 +111,8 @@ def _tflite_outputs(content: bytes, x_q: np.ndarray) -> tuple[np.ndarray, float,
 @slow
 @pytest.mark.parametrize("case", CASES)
 def test_layer_matches_tflite_int8_within_one_lsb(case):
-    from keras_resnet.export import convert as C
+    from keras_resnet.export.ops import op_summary
+    from keras_resnet.export.trace import convert_model
 
     keras.utils.set_random_seed(0)
     model = _models()[case]
@@ -120,8 +121,8 @@ def test_layer_matches_tflite_int8_within_one_lsb(case):
     x = _x(shape, 32)
     q = qat.quantize_model(model)
     qat.calibrate(q, x, batches=2, batch_size=16)
-    content = C.convert_model(q, quantization="int8", io_type="int8", batch=1)
-    counts, floating = C.op_summary(content)
+    content = convert_model(q, quantization="int8", io_type="int8", batch=1)
+    counts, floating = op_summary(content)
     assert floating == [] and "DEQUANTIZE" not in counts and "QUANTIZE" not in counts, (counts, floating)
     x_q = np.asarray(q.get_layer(q.layers[1].name)(x, training=False))  # the input on its int8 grid
     keras_out = np.asarray(q.predict(x, verbose=0))
@@ -376,7 +377,8 @@ def test_backend_qat_fit_save_then_convert_under_tensorflow(tmp_path, backend):
     """The native engine under JAX (CI) and PyTorch (where torch is installed: pip install -e '.[torch]')."""
     pytest.importorskip(backend, reason=f"{backend} is not installed")
     from keras_resnet.data import datasets as data
-    from keras_resnet.export import convert as C
+    from keras_resnet.export.ops import op_summary
+    from keras_resnet.export.trace import convert_model
 
     script, path, preds = tmp_path / "run.py", tmp_path / f"{backend}.keras", tmp_path / f"{backend}.npy"
     script.write_text(BACKEND_SCRIPT)
@@ -395,8 +397,8 @@ def test_backend_qat_fit_save_then_convert_under_tensorflow(tmp_path, backend):
     clear = top2[:, 1] - top2[:, 0] > 4 / 256  # 4 softmax LSBs: a lead no rounding flip can undo (torch flipped 2
     assert clear.mean() >= 0.5, clear.mean()  # of 64 near-tied top-1s of this barely trained model)
     np.testing.assert_array_equal(tf_out.argmax(-1)[clear], backend_out.argmax(-1)[clear])
-    content = C.convert_model(model, quantization="int8", io_type="int8", batch=1)
-    counts, floating = C.op_summary(content)
+    content = convert_model(model, quantization="int8", io_type="int8", batch=1)
+    counts, floating = op_summary(content)
     assert floating == [] and "DEQUANTIZE" not in counts
     assert counts.get("DEPTHWISE_CONV_2D", 0) >= 10  # the pre-activation BNs and the input normalization
     x_q = np.asarray(model.layers[1](x[:64].astype("float32"), training=False))
@@ -441,7 +443,8 @@ NATIVE_FAMILIES = {  # every family of issue 12's coverage list, basic and bottl
 @slow
 @pytest.mark.parametrize("family", NATIVE_FAMILIES)
 def test_every_family_converts_to_full_int8_and_matches_keras(family):
-    from keras_resnet.export import convert as C
+    from keras_resnet.export.ops import op_summary
+    from keras_resnet.export.trace import convert_model
 
     block, options, cifar = NATIVE_FAMILIES[family]
     keras.utils.set_random_seed(0)
@@ -461,8 +464,8 @@ def test_every_family_converts_to_full_int8_and_matches_keras(family):
     x = np.clip(x, 0, 255).astype("float32")
     qat.calibrate(q, x, batches=2, batch_size=32)
     qat.freeze(q)
-    content = C.convert_model(q, quantization="int8", io_type="int8", batch=1)
-    counts, floating = C.op_summary(content)
+    content = convert_model(q, quantization="int8", io_type="int8", batch=1)
+    counts, floating = op_summary(content)
     assert floating == [] and "DEQUANTIZE" not in counts and "QUANTIZE" not in counts, counts
     x_q = np.asarray(q.layers[1](x[:32], training=False))  # pixels on the QATInput grid, as TFLite receives them
     tflite, scale, _ = _tflite_outputs(content, x_q)

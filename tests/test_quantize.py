@@ -85,15 +85,16 @@ def test_every_family_translates_exactly_and_quantizes(name, kwargs):
 @slow
 @pytest.mark.parametrize("name", ["resnet20v2", "highway20", "resnet20"])
 def test_qat_models_convert_to_full_int8(name, tmp_path):
-    from keras_resnet.export import convert as C
+    from keras_resnet.export.ops import op_summary
+    from keras_resnet.export.trace import convert_model
 
     keras.utils.set_random_seed(0)
     model = _with_normalization(name)
     qat = Q.quantize_model(model)
     x = np.random.default_rng(0).uniform(0, 255, (64, 32, 32, 3)).astype("float32")
     Q.calibrate_ranges(qat, x, batches=2, batch_size=32)
-    content = C.convert_model(qat, quantization="int8", io_type="int8", batch=1)
-    counts, floating = C.op_summary(content)
+    content = convert_model(qat, quantization="int8", io_type="int8", batch=1)
+    counts, floating = op_summary(content)
     assert floating == [], f"float ops left in {name}: {floating}"
     assert "DEQUANTIZE" not in counts
     if name == "resnet20v2":

@@ -174,7 +174,8 @@ def test_drop_path_drops_whole_branches_per_sample_in_training():
 
 @pytest.mark.slow
 def test_drop_path_model_converts_without_extra_ops_and_quantizes():
-    from keras_resnet.export.convert import convert_model, op_summary
+    from keras_resnet.export.ops import op_summary
+    from keras_resnet.export.trace import convert_model
     from keras_resnet.quant.tfmot_qat import quantize_model
 
     with_drop, plain = _resnet20(drop_path_rate=0.1), _resnet20()

@@ -196,7 +196,7 @@ def test_malformed_preprocessing_record_is_refused(tmp_path, change, message):
 
 
 def test_resize_policy_flags_then_record_then_defaults():
-    from keras_resnet.export.convert import policy_text, resize_policy
+    from keras_resnet.export.metadata import policy_text, resize_policy
     from keras_resnet.spec.conversion import ConvertSpec
 
     recorded = resize_policy(ConvertSpec(), RECORD)

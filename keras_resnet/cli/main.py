@@ -138,7 +138,7 @@ COMMANDS: dict[str, Command] = {
                                "tf_keras twin, TensorFlow only; --engine tfmot saves .h5), fine-tune it and save it. "
                                f"Default engine: {DEFAULT_QAT_ENGINE} (also for `train --qat-epochs` and the demo)."),
     "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
-                       "keras_resnet.export.convert:convert_command", specs=(ConvertSpec,),
+                       "keras_resnet.cli.convert:convert_command", tensorflow=False,
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
                                    "resnet-edge (the device runner) against the Keras model before it is written."),
     "import": Command("import timm / torchvision weights into a .keras model", _import_arguments,

@@ -231,3 +231,22 @@ def inbound_layer(layer):
 def outbound_count(layer) -> int:
     """How many calls consume ``layer``'s output (tf_keras; see :func:`inbound_layer`)."""
     return len(getattr(layer, "_outbound_nodes", ()))
+
+
+# ---- TensorFlow 2.21: the TFLite flatbuffer schema's object API is private ------------------------------------------
+# Writing a ``.tflite`` (keras_resnet.export.metadata.embed_metadata adds a metadata entry) needs the flatbuffer
+# schema's object API (Model.GetRootAsModel, ModelT.InitFromObj/Pack, BufferT, MetadataT). TensorFlow ships it only
+# as ``tensorflow.lite.python.schema_py_generated``, outside its public API. Reading needs none of it
+# (resnet_edge.flatbuffer). Other TensorFlow versions: refused.
+TFLITE_SCHEMA_TF = ("2.21",)
+
+
+def tflite_schema():
+    """TensorFlow's generated TFLite flatbuffer schema module (private in TensorFlow 2.21)."""
+    version = version_of("tensorflow") or version_of("tensorflow-cpu")
+    if _minor(version) not in TFLITE_SCHEMA_TF:
+        raise ConfigError(f"writing .tflite metadata is written for tensorflow {' or '.join(TFLITE_SCHEMA_TF)}.x "
+                          f"(its private flatbuffer schema module); installed: {version}")
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated

@@ -215,6 +215,7 @@ def test_conversion_works_next_to_its_output_and_cleans_up(small_keras, tmp_path
     import tempfile
 
     from keras_resnet.export import convert as convert_lib
+    from keras_resnet.export import trace
 
     stale = tmp_path / f".keras-resnet-convert-{runlock._host()}-{_dead_pid()}-killed"
     (stale / "saved_model" / "variables").mkdir(parents=True)
@@ -225,7 +226,7 @@ def test_conversion_works_next_to_its_output_and_cleans_up(small_keras, tmp_path
         seen.append(real(*args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(convert_lib.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(trace.tempfile, "mkdtemp", mkdtemp)
     convert_lib.convert(small_keras, str(tmp_path / "out.tflite"), validation_samples=8, min_agreement=0.0)
     assert seen and all(os.path.dirname(p) == str(tmp_path) for p in seen)  # next to the output, not /tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tflite"]  # the stale one and ours are gone
