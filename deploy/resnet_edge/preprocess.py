@@ -20,16 +20,17 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .choices import INTERPOLATIONS as FILTER_NAMES
+from .choices import RESIZE_MODES
 from .files import file_kind
 
 DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
-RESIZE_MODES = ("stretch", "center_crop")
 CROP_FRACTION = 0.875  # the default centre crop (torchvision's v1 / timm's usual 224/256); metadata may say otherwise
 # Pillow filters by metadata name. timm's pretrained_cfg says "bicubic" for most of its ResNet weights (the RSB A1/A2/A3
 # tags), torchvision's transforms "bilinear"; Pillow's resize of a larger image antialiases with either, as the
 # torchvision/timm PIL transforms do.
-INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+INTERPOLATIONS = {name: getattr(Image, name.upper()) for name in FILTER_NAMES}  # Image.BILINEAR, ...
 MIN_CROP_FRACTION = 0.05  # below this a 224 input would be cut from a 4480-pixel resize: refuse such metadata
 
 # We refuse large images ourselves (max_pixels) before decoding. Pillow keeps its own limit too (it refuses above

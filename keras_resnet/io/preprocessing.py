@@ -15,6 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_edge.choices import INTERPOLATIONS
+
 from keras_resnet.core.errors import ModelFileError
 from keras_resnet.core.files import read_json_file
 from keras_resnet.io.allowlist import json_kind
@@ -47,7 +49,6 @@ class Preprocessing:
 
 PREPROCESSING_ENTRY = "keras_resnet_preprocessing.json"
 MAX_PREPROCESSING_BYTES = 64 << 10  # the record is about 250 bytes
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 def preprocessing_path(model_path: str | os.PathLike) -> str:
