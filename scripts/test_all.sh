@@ -4,6 +4,9 @@
 # venv) run beside it; their output is printed when they end. Exits non-zero if any of the three failed.
 # Why in parallel: one after the other they took 44 min on the 2-core CI machine (pytest 37 min of it, much of it
 # single-threaded Python and graph tracing); the two side jobs are mostly pip installs, i.e. I/O.
+# Then the ISA-sensitive tests (marker `isa`: int8 TFLite against Keras) run again with the AVX2 kernels, through
+# benchmarks/emulate_isa.py --isa avx2, where this CPU has something above AVX2 to hide and can mask CPUID: XNNPACK
+# picks its int8 kernels (and their rounding) by instruction set, and CI machines vary (issue 24).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -15,9 +18,40 @@ DEPLOY=$!
 bash scripts/wheel_check.sh > "$LOGS/wheel.log" 2>&1 &
 WHEEL=$!
 
-"$VENV/bin/python" -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist worksteal ${PYTEST_ARGS:-}
+# The instruction sets XNNPACK and oneDNN choose kernels by (cpu_flags: /proc/cpuinfo's flags on Linux x86).
+NATIVE_ISA=$("$VENV/bin/python" -c "
+import platform, sys
+sys.path.insert(0, 'benchmarks')
+import emulate_isa
+try:
+    flags = set(emulate_isa.cpu_flags())
+except OSError:
+    flags = set()
+names = [n for n in ('avx2', 'fma') if n in flags] + [n for _, _, n in emulate_isa.FEATURE_BITS if n in flags]
+print(' '.join(names) or platform.machine() + ' (no x86 flags)')
+" 2>/dev/null || echo unknown)
+echo "== pytest on this CPU's own instruction sets: $NATIVE_ISA"
+"$VENV/bin/python" -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist worksteal --durations=15 ${PYTEST_ARGS:-}
 PYTEST_RC=$?
-echo "== pytest: exit $PYTEST_RC after $((SECONDS - START)) s"
+echo "== pytest: exit $PYTEST_RC after $((SECONDS - START)) s (instruction sets: $NATIVE_ISA)"
+
+# -p no:faulthandler: pytest's faulthandler takes over SIGSEGV, the signal through which the CPUID mask answers.
+ISA_RC=0
+ISA_START=$SECONDS
+if [[ -n ${SKIP_ISA_RERUN:-} ]]; then
+    echo "== pytest -m isa as AVX2: skipped (SKIP_ISA_RERUN is set)"
+elif ! grep -qwE 'avx512f|avx_vnni|amx_int8' <<< "$NATIVE_ISA"; then
+    echo "== pytest -m isa as AVX2: skipped: this CPU ($NATIVE_ISA) has nothing above AVX2 to hide, so the run" \
+         "above already used the kernels the rerun would"
+elif ! SHOWN=$("$VENV/bin/python" benchmarks/emulate_isa.py --isa avx2 --show 2>&1); then
+    echo "== pytest -m isa as AVX2: skipped: CPUID cannot be masked here: $(grep -m1 'error' <<< "$SHOWN")"
+else
+    echo "== pytest -m isa as AVX2 (benchmarks/emulate_isa.py --isa avx2; $(grep -m1 'numpy sees' <<< "$SHOWN"))"
+    "$VENV/bin/python" benchmarks/emulate_isa.py --isa avx2 -- "$VENV/bin/python" -m pytest -q -p no:faulthandler \
+        -n "${PYTEST_WORKERS:-2}" --dist worksteal -m isa --durations=5
+    ISA_RC=$?
+    echo "== pytest -m isa as AVX2: exit $ISA_RC after $((SECONDS - ISA_START)) s (instruction sets: avx2 fma)"
+fi
 wait "$DEPLOY"
 DEPLOY_RC=$?
 echo "== deploy/ci.sh: exit $DEPLOY_RC"
@@ -27,5 +61,6 @@ WHEEL_RC=$?
 echo "== scripts/wheel_check.sh: exit $WHEEL_RC"
 cat "$LOGS/wheel.log"
 rm -rf "$LOGS"
-echo "== make test: pytest $PYTEST_RC, deploy/ci.sh $DEPLOY_RC, wheel check $WHEEL_RC; $((SECONDS - START)) s"
-[[ $PYTEST_RC == 0 && $DEPLOY_RC == 0 && $WHEEL_RC == 0 ]]
+echo "== make test: pytest $PYTEST_RC, pytest -m isa as AVX2 $ISA_RC, deploy/ci.sh $DEPLOY_RC, wheel check" \
+     "$WHEEL_RC; $((SECONDS - START)) s"
+[[ $PYTEST_RC == 0 && $ISA_RC == 0 && $DEPLOY_RC == 0 && $WHEEL_RC == 0 ]]

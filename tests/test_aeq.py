@@ -76,6 +76,7 @@ COMMON = ["--calibration-data", "digits", "--calibration-samples", "64", "--vali
 
 
 @slow
+@pytest.mark.isa
 def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
     from keras_resnet.export import metadata
     from keras_resnet.export.ops import op_summary
@@ -114,6 +115,7 @@ def test_aeq_conversion_with_diagnostics(digits_model, tmp_path, capsys):
 
 
 @slow
+@pytest.mark.isa
 @pytest.mark.parametrize("recipe,io_type", [("static_wi8_ai16", None), ("dynamic_wi8", None),
                                             ("weight_only_wi8", None), ("static_wi8_ai8", "float32")])
 def test_other_recipes_and_float_io(digits_model, tmp_path, recipe, io_type):

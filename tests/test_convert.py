@@ -27,6 +27,7 @@ def digits_model(tmp_path_factory) -> str:
     return trained_digits_model(tmp_path_factory)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode,max_ratio", [("float32", 1.05), ("float16", 0.55), ("dynamic", 0.35),
                                             ("int8", 0.4)])
 def test_modes_validate_against_keras(digits_model, tmp_path, mode, max_ratio):
@@ -44,6 +45,7 @@ def test_modes_validate_against_keras(digits_model, tmp_path, mode, max_ratio):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
 
 
+@pytest.mark.isa
 def test_gpu_and_edgetpu_targets(digits_model, tmp_path, monkeypatch):
     gpu = C.convert(digits_model, str(tmp_path / "gpu.tflite"), target="gpu", validation_samples=32)
     assert gpu.quantization == "float16" and gpu.io_type == "float32" and gpu.gpu_unsupported == []

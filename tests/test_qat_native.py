@@ -1,5 +1,6 @@
-"""Native Keras 3 QAT (keras_resnet.quant.native_qat): per-layer agreement with TFLite's int8 kernels (within 1 LSB), BN folding
-in training and inference, .keras round trips, refusals, the digits chain and a JAX-backend run."""
+"""Native Keras 3 QAT (keras_resnet.quant.native_qat): per-layer agreement with TFLite's int8 kernels (1 LSB per op,
+against LiteRT's reference kernels and XNNPACK), BN folding in training and inference, .keras round trips,
+refusals, the digits chain and a JAX-backend run."""
 
 from __future__ import annotations
 
@@ -88,11 +89,18 @@ def _models() -> dict:
 CASES = list(_models())
 
 
-def _tflite_outputs(content: bytes, x_q: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """Run an int8-I/O model image by image: (dequantized outputs, output scale, raw int8 outputs)."""
-    from ai_edge_litert.interpreter import Interpreter
+def _tflite_outputs(content: bytes, x_q: np.ndarray,
+                    kernels: str = "reference") -> tuple[np.ndarray, float, np.ndarray]:
+    """Run an int8-I/O model image by image: (dequantized outputs, output scale, raw int8 outputs).
 
-    interpreter = Interpreter(model_content=content)
+    ``kernels="reference"``: LiteRT's reference kernels (OpResolverType.BUILTIN_REF), plain C++ integer arithmetic
+    that gives the same bits on every CPU: the exact claims are made against them. ``"xnnpack"``: the default
+    runtime (XNNPACK), whose int8 kernels are picked per instruction set (AVX2, AVX-512 VNNI, AMX) and round the
+    requantization differently: the speed path, held to tolerances stated in quantization steps."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = {"reference": OpResolverType.BUILTIN_REF, "xnnpack": OpResolverType.AUTO}[kernels]
+    interpreter = Interpreter(model_content=content, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     (s_in, z_in), (s_out, z_out) = inp["quantization"], out["quantization"]
@@ -109,6 +117,7 @@ def _tflite_outputs(content: bytes, x_q: np.ndarray) -> tuple[np.ndarray, float,
 
 
 @slow
+@pytest.mark.isa
 @pytest.mark.parametrize("case", CASES)
 def test_layer_matches_tflite_int8_within_one_lsb(case):
     from keras_resnet.export.ops import op_summary
@@ -126,10 +135,17 @@ def test_layer_matches_tflite_int8_within_one_lsb(case):
     assert floating == [] and "DEQUANTIZE" not in counts and "QUANTIZE" not in counts, (counts, floating)
     x_q = np.asarray(q.get_layer(q.layers[1].name)(x, training=False))  # the input on its int8 grid
     keras_out = np.asarray(q.predict(x, verbose=0))
-    tflite_out, scale, _ = _tflite_outputs(content, x_q)
-    lsb = np.abs(keras_out - tflite_out) / scale
-    assert lsb.max() <= 1.0 + 1e-3, f"{case}: {lsb.max():.2f} LSB (mean {lsb.mean():.3f})"
-    assert np.mean(lsb > 0.51) < 0.05, f"{case}: {np.mean(lsb > 0.51):.1%} of outputs differ by 1 LSB"
+    # Per int8 op the int32 accumulator is exact in both; only the requantization rounds (Keras in float32, the
+    # reference kernels in fixed point, XNNPACK per instruction set), so an output may differ by 1 LSB of its scale
+    # per requantizing op on the longest path (2 where a conv, an Add or a Normalization feeds another op); and
+    # only values at a rounding boundary differ: the mean stays far below the 0.5 LSB that a rounding mode off by
+    # half a step everywhere would give (1 for a wrong zero point).
+    steps = 2 if case in ("normalization", "add_relu", "add_v2", "avg_pool", "global_pool", "dense_softmax") else 1
+    for kernels in ("reference", "xnnpack"):
+        tflite_out, scale, _ = _tflite_outputs(content, x_q, kernels)
+        lsb = np.abs(keras_out - tflite_out) / scale
+        assert lsb.max() <= steps + 1e-3, f"{case}, {kernels}: {lsb.max():.2f} LSB (mean {lsb.mean():.3f})"
+        assert lsb.mean() < 0.25, f"{case}, {kernels}: mean {lsb.mean():.3f} LSB"
     expected = {"conv": "CONV_2D", "conv_stride2": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D",
                 "affine": "DEPTHWISE_CONV_2D", "normalization": "DEPTHWISE_CONV_2D", "add_relu": "ADD",
                 "add_v2": "ADD", "pad": "PAD", "avg_pool": "AVERAGE_POOL_2D", "global_pool": "MEAN",
@@ -325,6 +341,7 @@ def digits_model(tmp_path_factory) -> str:
 
 
 @slow
+@pytest.mark.isa
 def test_digits_train_qat_convert_fully_int8(digits_model, tmp_path, capsys):
     from keras_resnet.cli.main import main
 
@@ -441,6 +458,7 @@ NATIVE_FAMILIES = {  # every family of issue 12's coverage list, basic and bottl
 
 
 @slow
+@pytest.mark.isa
 @pytest.mark.parametrize("family", NATIVE_FAMILIES)
 def test_every_family_converts_to_full_int8_and_matches_keras(family):
     from keras_resnet.export.ops import op_summary
@@ -457,25 +475,40 @@ def test_every_family_converts_to_full_int8_and_matches_keras(family):
                                rng.uniform(0.8, 1.5, c)])
     q = qat.quantize_model(model)
     # Images that differ (a colour, a gradient and noise each): uniform noise images all look alike to a random net
-    rng = np.random.default_rng(0)
+    rng, n = np.random.default_rng(0), 256  # 256 images: one flipped top-1 moves the agreement by 0.4%
     ramp = np.linspace(-1, 1, 32, dtype="float32")
-    x = (rng.uniform(40, 215, (64, 1, 1, 3)) + rng.uniform(-40, 40, (64, 1, 1, 3)) * ramp[None, :, None, None]
-         + rng.uniform(-40, 40, (64, 1, 1, 3)) * ramp[None, None, :, None] + rng.normal(0, 10, (64, 32, 32, 3)))
+    x = (rng.uniform(40, 215, (n, 1, 1, 3)) + rng.uniform(-40, 40, (n, 1, 1, 3)) * ramp[None, :, None, None]
+         + rng.uniform(-40, 40, (n, 1, 1, 3)) * ramp[None, None, :, None] + rng.normal(0, 10, (n, 32, 32, 3)))
     x = np.clip(x, 0, 255).astype("float32")
-    qat.calibrate(q, x, batches=2, batch_size=32)
+    qat.calibrate(q, x[:64], batches=2, batch_size=32)
     qat.freeze(q)
     content = convert_model(q, quantization="int8", io_type="int8", batch=1)
     counts, floating = op_summary(content)
     assert floating == [] and "DEQUANTIZE" not in counts and "QUANTIZE" not in counts, counts
-    x_q = np.asarray(q.layers[1](x[:32], training=False))  # pixels on the QATInput grid, as TFLite receives them
-    tflite, scale, _ = _tflite_outputs(content, x_q)
+    x_q = np.asarray(q.layers[1](x, training=False))  # pixels on the QATInput grid, as TFLite receives them
     keras_out = np.asarray(q(x_q, training=False))
-    lsb = np.abs(tflite - keras_out) / scale  # softmax outputs on TFLite's 1/256 grid
+    # Tolerances in output LSBs (the softmax's 1/256), from the arithmetic rather than from one CPU's run. Each int8
+    # op that requantizes may round an output 1 LSB away from the float fake-quant (see the per-layer test); the
+    # ops that only move int8 values (PAD, SPACE_TO_DEPTH, STRIDED_SLICE) add nothing. Every range is calibrated to
+    # its activations, so a difference of 1 LSB at one op's output is about 1 LSB at the next one's: the output can
+    # drift by at most about one LSB per requantizing op (`depth`), and typically far less, since roundings of either
+    # sign cancel. A wrong range or scale, or an op left in float, moves the mean by tens of LSBs.
+    depth = sum(count for op, count in counts.items() if op not in ("PAD", "SPACE_TO_DEPTH", "STRIDED_SLICE"))
     top2 = np.sort(keras_out, -1)[:, -2:]
-    clear = (top2[:, 1] - top2[:, 0]) > 2 * scale  # a random net ties some outputs; rounding may break ties either way
-    agreement = np.mean(tflite.argmax(-1)[clear] == keras_out.argmax(-1)[clear])
-    # Measured (random weights, BN statistics moved off the identity, 32 images): mean 0.1-1.1 LSB, single outputs
-    # up to ~15 LSB where a large logit sits on a rounding boundary after ~15 int8 layers; clear top-1 all agree.
-    assert clear.sum() >= 8, (family, clear.sum())
-    assert lsb.mean() <= 1.5, (family, lsb.mean())
-    assert agreement >= 0.95, (family, agreement)
+    lead = (top2[:, 1] - top2[:, 0]) * 256  # Keras' top-1 lead, in output LSBs
+    clear = lead > 2  # a random net ties some outputs, and rounding breaks ties either way
+    assert clear.sum() >= n // 2, (family, clear.sum())
+    # The reference kernels give the same bits on every CPU (only Keras' float sums vary, by an LSB or two), so
+    # their figures are exact claims; XNNPACK (another kernel per instruction set) is held to the same bounds.
+    for kernels in ("reference", "xnnpack"):
+        tflite, scale, _ = _tflite_outputs(content, x_q, kernels)
+        assert scale == pytest.approx(1 / 256), scale
+        lsb = np.abs(tflite - keras_out) / scale
+        assert lsb.max() <= depth, (family, kernels, lsb.max(), depth)
+        assert lsb.mean() <= 2.0, (family, kernels, lsb.mean())
+        # A top-1 flips where the two leading outputs drift apart by more than the lead: a lead of a few LSBs can,
+        # one over 2 x depth cannot. Among the clear images at most 10% may flip: >= 13 images on >= 128, so no
+        # single image decides the verdict, while a broken conversion agrees on ~10% (chance, 10 classes).
+        agree = tflite.argmax(-1) == keras_out.argmax(-1)
+        assert agree[lead > 2 * depth].all(), (family, kernels, lead[~agree])
+        assert agree[clear].mean() >= 0.9, (family, kernels, agree[clear].mean(), np.sort(lead[clear & ~agree]))
