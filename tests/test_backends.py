@@ -241,7 +241,7 @@ def test_train_resume_and_evaluate(tmp_path, backend):
 
 DEMO_TRAINING = textwrap.dedent("""
     import dataclasses, json, sys
-    from keras_resnet.cli import demo
+    from keras_resnet.demo import story as demo
     from keras_resnet.train import loop as train
     from keras_resnet.spec.commands import DemoSettings
     recipe = dataclasses.replace(demo.recipe_for(DemoSettings(epochs=1, batch_size=32)), limit=64)

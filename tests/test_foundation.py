@@ -285,18 +285,19 @@ def test_error_classes():
     assert issubclass(errors.UnsafeModelError, errors.ModelFileError)
 
 
-def _raising(error: BaseException):
+def _raising(monkeypatch, error: BaseException) -> None:
+    """``keras-resnet models`` raises ``error`` from its handler."""
     def command(args):
         raise error
 
-    return command
+    monkeypatch.setitem(cli.COMMANDS, "models", dataclasses.replace(cli.COMMANDS["models"], run=command))
 
 
 @pytest.mark.parametrize("error", [errors.ConfigError("bad --thing 3"), errors.OutputExistsError("out exists"),
                                    errors.UnsafeModelError("has a Lambda")], ids=lambda e: type(e).__name__)
 def test_an_error_becomes_one_line_and_exit_2(error, monkeypatch, capsys):
     monkeypatch.delenv("KERAS_RESNET_DEBUG", raising=False)
-    monkeypatch.setattr(cli, "models_command", _raising(error))
+    _raising(monkeypatch, error)
     assert cli.main(["models"]) == 2
     captured = capsys.readouterr()
     assert captured.err == f"keras-resnet models: error: {error}\n" and captured.out == ""
@@ -304,7 +305,7 @@ def test_an_error_becomes_one_line_and_exit_2(error, monkeypatch, capsys):
 
 def test_debug_shows_the_traceback_of_an_error(monkeypatch):
     monkeypatch.setenv("KERAS_RESNET_DEBUG", "1")
-    monkeypatch.setattr(cli, "models_command", _raising(errors.DataError("no such dataset")))
+    _raising(monkeypatch, errors.DataError("no such dataset"))
     with pytest.raises(errors.DataError, match="no such dataset"):
         cli.main(["models"])
 
@@ -315,7 +316,7 @@ def test_anything_else_is_a_traceback(error, monkeypatch):
     monkeypatch.delenv("KERAS_RESNET_DEBUG", raising=False)
     cause = RuntimeError("the cause")
     error.__cause__ = cause
-    monkeypatch.setattr(cli, "models_command", _raising(error))
+    _raising(monkeypatch, error)
     with pytest.raises(type(error)) as raised:
         cli.main(["models"])
     assert raised.value is error and raised.value.__cause__ is cause

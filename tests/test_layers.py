@@ -15,8 +15,8 @@ import keras_resnet
 PACKAGE = pathlib.Path(keras_resnet.__file__).parent
 DEPLOY = PACKAGE.parent / "deploy" / "resnet_edge"
 
-# Lowest first. cli is the only way out to a user; nothing in the library imports it.
-LAYERS = ["core", "spec", "model", "data", "io", "train", "quant", "export", "cli"]
+# Lowest first. cli is the only way in for a user; nothing in the library imports it.
+LAYERS = ["core", "spec", "model", "data", "io", "train", "quant", "export", "demo", "cli"]
 
 
 def _layer(module: str) -> str | None:

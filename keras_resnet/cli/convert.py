@@ -16,8 +16,7 @@ from keras_resnet.spec.fields import from_args
 def convert_command(args: argparse.Namespace) -> int:
     """``keras-resnet convert MODEL --output OUT.tflite``: the options are :class:`ConvertSpec` fields."""
     spec = from_args(ConvertSpec, args)  # built once, and checked before TensorFlow loads: a bad mix fails at once
-    console.check_backend()
-    console.import_tensorflow(silenced=not getattr(args, "verbose_logs", False))
+    console.start_tensorflow(args.verbose_logs)
     from keras_resnet.export.convert import convert
 
     report = convert(args.model, args.output, spec, force=args.force, unsafe=args.unsafe)

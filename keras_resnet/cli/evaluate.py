@@ -12,10 +12,12 @@ from keras_resnet.spec.fields import from_args
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """``keras-resnet evaluate MODEL``: the options are :class:`~keras_resnet.spec.commands.EvalSpec` fields."""
+    spec = from_args(EvalSpec, args)
+    console.start_tensorflow(args.verbose_logs)
     from keras_resnet.train.distribute import backend_text
     from keras_resnet.train.evaluate import evaluate
 
-    result = evaluate(args.model, from_args(EvalSpec, args))
+    result = evaluate(args.model, spec)
     runs_on = f"; backend {backend_text(result['backend'])}" if "backend" in result else ""
     print(f"{result['model']} on {result['dataset']} ({result['split']}, {result['images']} images){runs_on}")
     print(f"  accuracy  {result['accuracy']:.4f}")

@@ -1,8 +1,9 @@
-"""``keras-resnet COMMAND ...``: parsers generated from the option dataclasses (:mod:`keras_resnet.spec.fields`), one
-lazy import per command.
+"""``keras-resnet COMMAND ...``: parsers generated from the option dataclasses (:mod:`keras_resnet.spec.fields`),
+one handler per command (``keras_resnet/cli/<command>.py``).
 
-Parsing, ``--help`` and ``keras-resnet models`` need neither Keras nor TensorFlow, so they answer at once; a
-command's module (and TensorFlow, quietly: see :mod:`keras_resnet.core.console`) is imported only when it runs.
+Parsing, ``--help`` and ``keras-resnet models`` need neither Keras nor TensorFlow, so they answer at once: each
+handler turns the arguments into its spec (checked before anything heavy loads), then imports TensorFlow quietly
+(:func:`keras_resnet.core.console.start_tensorflow`) and calls one library function.
 Expected problems (:class:`keras_resnet.core.errors.Error`: bad arguments, files, data) end as one ``error:`` line and
 exit code 2; anything else is a bug and ends as a traceback. ``KERAS_RESNET_DEBUG=1`` shows tracebacks for
 every error and keeps TensorFlow's logs; ``keras-resnet --verbose COMMAND`` keeps the logs only.
@@ -12,21 +13,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from keras_resnet.cli import check, convert, demo, evaluate, import_, models, qat, summary, train
 from keras_resnet.core import console
 from keras_resnet.core.errors import Error
 from keras_resnet.spec.commands import DemoSettings, EvalSpec, ImportSpec, QATSpec
 from keras_resnet.spec.conversion import CheckSpec, ConvertSpec
-from keras_resnet.spec.fields import DEFAULT_QAT_ENGINE, SHARED, add_arguments, from_args
+from keras_resnet.spec.fields import DEFAULT_QAT_ENGINE, SHARED, add_arguments
 from keras_resnet.spec.recipe import Recipe, TrainRun
-from keras_resnet.spec.specs import MODELS, VARIANTS
+from keras_resnet.spec.specs import VARIANTS
 
 Arguments = Callable[[argparse.ArgumentParser], None]
+Handler = Callable[[argparse.Namespace], int]
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, **changes) -> None:
@@ -110,39 +112,37 @@ See docs/training.md."""
 class Command:
     help: str
     arguments: Arguments
-    run: str  # "module:function", called with the parsed arguments
-    tensorflow: bool = True  # import TensorFlow (quietly) before running
-    specs: tuple[type, ...] = ()  # option dataclasses built (and so validated) before TensorFlow loads
+    run: Handler  # builds its spec from the parsed arguments, then loads TensorFlow only if it needs it
     description: str = ""
     epilog: str = ""
 
 
 COMMANDS: dict[str, Command] = {
     "models": Command("list the named models (and, with --params, their parameter counts)", _models_arguments,
-                      "keras_resnet.cli.main:models_command", tensorflow=False),
+                      models.models_command),
     "summary": Command("build a model by name and print its summary", _summary_arguments,
-                       "keras_resnet.cli.summary:summary_command"),
-    "train": Command("train a model with the paper's recipe", _train_arguments, "keras_resnet.cli.train:train_command", specs=(Recipe, TrainRun),
+                       summary.summary_command),
+    "train": Command("train a model with the paper's recipe", _train_arguments, train.train_command,
                      description="Train a ResNet with He et al.'s recipe (SGD, momentum 0.9, lr 0.1 per 128 images, "
                                  "weight decay 1e-4, lr ÷10 at 50% and 75% of training, pad-crop-flip augmentation).",
                      epilog=TRAIN_EPILOG),
     "evaluate": Command("evaluate a .keras or .tflite model on a dataset", _evaluate_arguments,
-                        "keras_resnet.cli.evaluate:evaluate_command", specs=(EvalSpec,),
+                        evaluate.evaluate_command,
                         description="Evaluate a trained model on a dataset split: top-1, top-5 (more than 5 "
                                     "classes), loss and per-class accuracy. .tflite files run in resnet-edge, the "
                                     "device runner."),
     "qat": Command("quantization-aware fine-tuning of a trained model", _qat_arguments,
-                   "keras_resnet.cli.qat:qat_command", specs=(QATSpec,),
+                   qat.qat_command,
                    description="Quantization-aware fine-tuning: quantize a trained .keras model natively in Keras 3 "
                                "(--engine keras, any backend, saves .keras) or with tfmot's 8-bit scheme (on a "
                                "tf_keras twin, TensorFlow only; --engine tfmot saves .h5), fine-tune it and save it. "
                                f"Default engine: {DEFAULT_QAT_ENGINE} (also for `train --qat-epochs` and the demo)."),
     "convert": Command("convert a model to a validated .tflite file", _convert_arguments,
-                       "keras_resnet.cli.convert:convert_command", tensorflow=False,
+                       convert.convert_command,
                        description="Convert a .keras model (float or QAT) to a .tflite file, validated in "
                                    "resnet-edge (the device runner) against the Keras model before it is written."),
     "import": Command("import timm / torchvision weights into a .keras model", _import_arguments,
-                      "keras_resnet.cli.import_:import_command", specs=(ImportSpec,),
+                      import_.import_command,
                       description="Build the keras_resnet twin of a timm or torchvision ResNet and load its weights "
                                   "from a .safetensors or .pth file (read without torch and without running code "
                                   "from it). The pixel normalisation goes inside the model; input size, crop and "
@@ -151,13 +151,13 @@ COMMANDS: dict[str, Command] = {
                              "--output resnet50d.keras\n  keras-resnet import torchvision:resnet50 --weights "
                              "resnet50-11ad3fa6.pth -o resnet50.keras"),
     "check": Command("which ops of a .tflite file a target (cpu, gpu, edgetpu) refuses or runs elsewhere",
-                     _check_arguments, "keras_resnet.cli.main:check_command", tensorflow=False, specs=(CheckSpec,),
+                     _check_arguments, check.check_command,
                      description="Check a .tflite file against a target's deployment contract from the file alone "
                                  "(resnet-edge check, no TensorFlow): per op, what fails or falls back; for edgetpu "
                                  "the op/version table of edgetpu_compiler 16.0, 8-bit I/O, static batch-1 shapes "
                                  "and the ~8 MB parameter cache, and the compiler's own log when it is on PATH."),
     "demo": Command("train, quantize, convert and benchmark ResNet-20 on bundled data", _demo_arguments,
-                    "keras_resnet.cli.demo:demo_command", specs=(DemoSettings,),
+                    demo.demo_command,
                     description="The whole story offline: train, QAT, four TFLite formats, the device runner's "
                                 "accuracy and latency table and plots."),
 }
@@ -188,45 +188,6 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def models_command(args: argparse.Namespace) -> int:
-    """``keras-resnet models``: the table of named models (no Keras import unless ``--params``)."""
-    build_model = None
-    if args.params:
-        console.import_tensorflow(silenced=not args.verbose_logs)
-        from keras_resnet.model.registry import build_model
-    for key, spec in MODELS.items():
-        line = (f"{key:<14} {spec.function:<14} depth {spec.arch.depth:<5} {spec.arch.block:<10} "
-                f"{'cifar' if spec.cifar else 'imagenet'}")
-        if build_model is not None:
-            line += f"  {build_model(key, weights=None).count_params():>12,}"
-        print(line, flush=True)
-    return 0
-
-
-def check_command(args: argparse.Namespace) -> int:
-    """``keras-resnet check MODEL.tflite --target ...``: :func:`resnet_edge.check.check`, the report on stdout; a model
-    the target refuses (or, with ``--strict``, one with fallbacks) ends with an ``error:`` line."""
-    from keras_resnet.core.errors import ModelFileError, ValidationError
-
-    try:
-        from resnet_edge.check import check
-    except ImportError as error:
-        raise ModelFileError(f"keras-resnet check needs resnet_edge (pip install ./deploy): {error}") from None
-    spec = from_args(CheckSpec, args)
-    try:
-        report = check(args.model, spec.target, compiler=spec.compiler if spec.run_compiler else False)
-    except ValueError as error:
-        message = str(error)
-        raise ModelFileError(message if message.startswith(args.model) else f"{args.model}: {message}") from None
-    print("\n".join(report.lines()), flush=True)
-    if args.json:
-        print(console.json_line(report.as_dict()), flush=True)
-    if not report.ok or (spec.strict and report.count("fallback")):
-        raise ValidationError(f"{args.model} {'fails' if not report.ok else 'falls back on'} the {spec.target} "
-                              f"contract ({report.count('error')} errors, {report.count('fallback')} fallbacks)")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(argv) and argv[0] == "--verbose"
@@ -252,13 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if not logs:
         console.quiet()
     try:
-        for spec in command.specs:
-            from_args(spec, args)
-        if command.tensorflow:
-            console.check_backend()  # KERAS_BACKEND: a clear error before Keras fails inside its import
-            console.import_tensorflow(silenced=not logs)
-        module_name, function = command.run.split(":")
-        return int(getattr(importlib.import_module(module_name), function)(args) or 0)
+        return int(command.run(args) or 0)
     except Error as error:
         if console.debug():
             raise

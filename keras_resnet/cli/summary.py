@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from keras_resnet.core import console
+
 
 def summary_command(args: argparse.Namespace) -> int:
     """``keras-resnet summary MODEL``: build a named model and print its Keras summary."""
+    console.start_tensorflow(args.verbose_logs)
     from keras_resnet.model.registry import build_model
 
     kwargs: dict[str, Any] = {"weights": None, "variant": args.variant}

@@ -14,10 +14,11 @@ def train_command(args: argparse.Namespace) -> int:
     """``keras-resnet train``: train with the recipe (fine-tuning ``--init``, resuming a killed run); ``--qat-epochs
     N`` then fine-tunes a QAT copy of best.keras with ``--qat-engine`` into OUTPUT/qat.keras (keras) or
     OUTPUT/qat.h5 (tfmot), kept on a rerun. ``--json``: the summary as the last line."""
+    recipe, run = from_args(Recipe, args), from_args(TrainRun, args)
+    console.start_tensorflow(args.verbose_logs)
     from keras_resnet.quant.after_training import train_then_qat
 
-    run = from_args(TrainRun, args)
-    summary = train_then_qat(from_args(Recipe, args), run)
+    summary = train_then_qat(recipe, run)
     if run.json:
         print(console.json_line(summary), flush=True)
     return 0

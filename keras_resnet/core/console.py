@@ -126,6 +126,14 @@ def check_backend() -> str:
     return name
 
 
+def start_tensorflow(verbose_logs: bool = False):
+    """What a command does before its work needs Keras: refuse a backend keras-resnet cannot run on (one clear
+    error, before Keras fails inside its import), then import TensorFlow, its start-up lines hidden unless
+    ``verbose_logs``. Returns the module."""
+    check_backend()
+    return import_tensorflow(silenced=not verbose_logs)
+
+
 def import_tensorflow(silenced: bool = True):
     """Import TensorFlow (and Keras on it) with its start-up lines hidden; returns the module."""
     if "tensorflow" in sys.modules or not silenced:

@@ -188,11 +188,3 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
-
-
-def demo_command(args) -> int:
-    """``keras-resnet demo``: the options are :class:`~keras_resnet.spec.commands.DemoSettings` fields."""
-    from keras_resnet.spec.fields import from_args
-
-    run(from_args(DemoSettings, args))
-    return 0
