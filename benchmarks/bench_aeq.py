@@ -73,7 +73,7 @@ def main() -> None:
     console.quiet()
     console.import_tensorflow()
     from resnet_edge import Classifier
-    from resnet_edge.runtime import describe_cpu
+    from resnet_edge.cpu import describe_cpu
 
     with tempfile.TemporaryDirectory() as workdir:
         paths = files(args.model, workdir, args.threads)

@@ -82,7 +82,7 @@ def latency_table(names: list[str], threads: int, rounds: int, source: str | Non
         else:
             files = {name: convert(name, workdir) for name in names}
         results = latency(files, threads, rounds, runs=20 if "resnet50" in names else 50)
-    from resnet_edge.runtime import describe_cpu
+    from resnet_edge.cpu import describe_cpu
 
     cpu = describe_cpu()
     print(f"\nCPU: {cpu}\nthreads {threads}, batch 1, median of {rounds} alternating rounds\n")

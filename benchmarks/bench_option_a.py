@@ -36,7 +36,7 @@ def main() -> None:
     import keras
     from resnet_edge import Classifier
     from resnet_edge.check import check
-    from resnet_edge.runtime import describe_cpu
+    from resnet_edge.cpu import describe_cpu
 
     from keras_resnet.export import trace
     from keras_resnet.model import blocks

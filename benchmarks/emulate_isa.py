@@ -11,7 +11,7 @@ How: ``benchmarks/isa/cpuid_mask.c``, compiled here with ``cc`` and loaded with 
 (Linux ``arch_prctl(ARCH_SET_CPUID)``, CPUs with the ``cpuid_fault`` flag) and answers it with the bits cleared.
 The kernels run on this CPU's cores, so the figures are "ISA X's code paths on this microarchitecture", not a
 measurement of another CPU: compare the int8/float32 ratios of one run, and name the real CPU beside them.
-``resnet_edge.runtime.cpu_info()`` leaves the hidden features out and lists them under ``cpuid_hidden``
+``resnet_edge.cpu.cpu_info()`` leaves the hidden features out and lists them under ``cpuid_hidden``
 (``RESNET_EDGE_CPUID_HIDDEN``), so every benchmark line says what it ran as.
 
 Levels (``--isa``): ``avx2`` (AVX2 + FMA: Haswell to Zen 3), ``avx512`` (AVX-512 F/CD/BW/DQ/VL: Skylake-SP),

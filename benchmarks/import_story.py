@@ -42,7 +42,7 @@ ROWS = ("timm_resnet50", "timm_resnet50d", "timm_seresnet50", "timm_resnext50", 
 
 def cpu() -> dict:
     """resnet-edge's CPU record plus every avx512/vnni/amx flag lscpu lists."""
-    from resnet_edge.runtime import cpu_info
+    from resnet_edge.cpu import cpu_info
 
     info = cpu_info()
     try:

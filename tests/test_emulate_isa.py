@@ -38,7 +38,7 @@ PROBE = """
 import json, sys
 sys.path.insert(0, {deploy!r})
 import numpy as np
-from resnet_edge.runtime import cpu_info
+from resnet_edge.cpu import cpu_info
 seen = (getattr(np, "_core", None) or np.core)._multiarray_umath.__cpu_features__
 print(json.dumps({{"numpy": {{k: bool(seen.get(k)) for k in ("AVX2", "AVX512F", "AVX512VNNI")}}, "cpu": cpu_info()}}))
 """

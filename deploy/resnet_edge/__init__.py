@@ -19,15 +19,16 @@ _LAZY = {
     "check_model": ".metadata", "read_metadata": ".metadata",
     "DEFAULT_MAX_PIXELS": ".preprocess", "ImageError": ".preprocess", "InputSpec": ".preprocess",
     "load_image": ".preprocess", "preprocess": ".preprocess",
-    "ModelError": ".runtime", "RuntimeUnavailable": ".runtime", "open_model": ".runtime",
+    "ModelError": ".runtime", "RuntimeUnavailable": ".runtime", "open_model": ".loader",
     "select_runtime": ".runtime",
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see
     from .classifier import Classifier, Result  # noqa: F401
+    from .loader import open_model  # noqa: F401
     from .metadata import check_model, read_metadata  # noqa: F401
     from .preprocess import DEFAULT_MAX_PIXELS, ImageError, InputSpec, load_image, preprocess  # noqa: F401
-    from .runtime import ModelError, RuntimeUnavailable, open_model, select_runtime  # noqa: F401
+    from .runtime import ModelError, RuntimeUnavailable, select_runtime  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

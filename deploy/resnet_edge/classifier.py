@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .files import read_regular_file
+from .loader import open_model, warn_stderr
 from .metadata import read_metadata
 from .preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -23,7 +24,7 @@ from .preprocess import (
     describe,
     preprocess,
 )
-from .runtime import ModelError, _warn, open_model
+from .runtime import ModelError
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Result:
 
 
 class Classifier:
-    """A ``.tflite`` image classifier; see :func:`resnet_edge.runtime.open_model` for the loading options.
+    """A ``.tflite`` image classifier; see :func:`resnet_edge.loader.open_model` for the loading options.
 
     ``batch_size``: images per invoke for models with a dynamic batch dimension (fixed-batch models
     run at their own batch size); ``workers``: threads decoding images while the model runs.
@@ -51,7 +52,7 @@ class Classifier:
                  delegate: str | None = None, delegate_options: dict | None = None, accelerator: str | None = None,
                  require_accelerator: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, batch_size: int = 8,
                  workers: int | None = None, safe: bool = True, max_memory_mb: float | None = None,
-                 warn: Callable[[str], None] = _warn, api: str = "auto"):
+                 warn: Callable[[str], None] = warn_stderr, api: str = "auto"):
         self.path = os.fspath(model_path)
         self.engine = open_model(self.path, runtime=runtime, threads=threads, delegate=delegate,
                                  delegate_options=delegate_options, accelerator=accelerator,

@@ -14,9 +14,10 @@ from typing import Any
 from PIL import Image
 
 from . import __version__
+from .cpu import cpu_info, describe_cpu
 from .metadata import finite_json
 from .preprocess import DEFAULT_MAX_PIXELS, scan_images
-from .runtime import ACCELERATORS, APIS, RUNTIMES, ModelError, RuntimeUnavailable, cpu_info, describe_cpu
+from .runtime import ACCELERATORS, APIS, RUNTIMES, ModelError, RuntimeUnavailable
 
 PROG = "resnet-edge"
 
@@ -119,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
 
 def add_check_arguments(k: argparse.ArgumentParser) -> None:
     """The options of ``check`` (shared with ``keras-resnet check``)."""
-    from .check import TARGETS
+    from .choices import TARGETS
 
     k.add_argument("model", help="the .tflite model")
     k.add_argument("--target", choices=TARGETS, default="cpu",

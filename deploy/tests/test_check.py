@@ -8,7 +8,8 @@ import struct
 
 import pytest
 from conftest import FIXTURES, fixture, needs_litert, run_cli
-from resnet_edge.check import check, parse_compiler_log
+from resnet_edge.check import check
+from resnet_edge.edgetpu_compiler import parse_compiler_log
 from resnet_edge.flatbuffer import read_file, read_graph
 from resnet_edge.metadata import _Reader, _root
 

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import fixture, needs_litert, run_cli
-from resnet_edge import Classifier, open_model
-from resnet_edge import runtime as R
+from resnet_edge import Classifier, cpu, loader, open_model
 
 
 @needs_litert
@@ -45,7 +44,7 @@ def test_interpreter_takes_over_when_compiled_model_fails(monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("ERROR: [compiled_model.cc:1] cannot compile this")
 
-    monkeypatch.setattr(R, "_compiled_engine", refuse)
+    monkeypatch.setattr(loader, "compiled_engine", refuse)
     engine = open_model(fixture("float32.tflite"), threads=1, safe=False)
     assert engine.info["path"] == "interpreter:xnnpack" and "cannot compile this" in engine.info["fallback"]
     warnings = []
@@ -82,23 +81,23 @@ CPU part\t: 0xd0c
 
 
 def test_cpu_features():
-    x86 = R.cpu_info(X86)
+    x86 = cpu.cpu_info(X86)
     assert x86["model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert x86["features"] == ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
                                "amx_tile", "amx_int8", "amx_bf16"]
-    arm = R.cpu_info(ARM)
+    arm = cpu.cpu_info(ARM)
     assert arm["features"] == ["asimd", "asimddp"] and arm["model"] == "Arm (implementer 0x41)"
-    assert R.cpu_info("")["features"] is None
+    assert cpu.cpu_info("")["features"] is None
 
 
 def test_cpu_features_under_isa_emulation(monkeypatch):
     """benchmarks/emulate_isa.py hides features from CPUID, not from /proc/cpuinfo: the record says what ran."""
     monkeypatch.setenv("RESNET_EDGE_CPUID_HIDDEN", "avx512f avx512bw avx512vl avx512_vnni avx_vnni amx_tile amx_int8 "
                                                    "amx_bf16 avx512_fp16")
-    x86 = R.cpu_info(X86)
+    x86 = cpu.cpu_info(X86)
     assert x86["features"] == ["avx2", "fma"]
     assert x86["cpuid_hidden"] == ["amx_bf16", "amx_int8", "amx_tile", "avx512_vnni", "avx512bw", "avx512f",
                                    "avx512vl", "avx_vnni"]  # what this CPU has of them
-    assert R.describe_cpu(x86).endswith("features avx2 fma (emulated: CPUID hides amx_bf16 amx_int8 amx_tile "
+    assert cpu.describe_cpu(x86).endswith("features avx2 fma (emulated: CPUID hides amx_bf16 amx_int8 amx_tile "
                                         "avx512_vnni avx512bw avx512f avx512vl avx_vnni)")
-    assert "cpuid_hidden" not in R.cpu_info(ARM)
+    assert "cpuid_hidden" not in cpu.cpu_info(ARM)

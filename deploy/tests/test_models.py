@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 from conftest import fixture
-from resnet_edge import Classifier, ModelError
-from resnet_edge.runtime import probe
+from resnet_edge import Classifier, ModelError, open_model
+from resnet_edge.guard import probe
 
 
 def test_missing_and_not_a_model(tmp_path):
@@ -97,16 +97,16 @@ def test_fuzzed_model_in_the_child_alone(tmp_path, name, data):
 
 
 def test_guard_turns_a_crash_into_an_error(monkeypatch):
-    import resnet_edge.runtime as runtime
+    import resnet_edge.guard as guard
 
-    monkeypatch.setattr(runtime, "_CHILD", "import os; os.abort()")
+    monkeypatch.setattr(guard, "_CHILD", "import os; os.abort()")
     with pytest.raises(ModelError, match="crashed.*SIGABRT"):
         Classifier(fixture("float32.tflite"))
 
 
 def test_guard_turns_a_hang_into_an_error(monkeypatch):
-    import resnet_edge.runtime as runtime
+    import resnet_edge.guard as guard
 
-    monkeypatch.setattr(runtime, "_CHILD", "import time; time.sleep(30)")
+    monkeypatch.setattr(guard, "_CHILD", "import time; time.sleep(30)")
     with pytest.raises(ModelError, match="within 1 s"):
-        runtime.open_model(fixture("float32.tflite"), timeout=1)
+        open_model(fixture("float32.tflite"), timeout=1)

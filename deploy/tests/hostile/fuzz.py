@@ -301,10 +301,10 @@ def _drive(image: str) -> None:
     """Driver process: read ``index<TAB>path<TAB>info`` lines on stdin, print one JSON outcome line per variant."""
     import contextlib
 
-    from resnet_edge import cli, runtime
+    from resnet_edge import cli, guard, loader
 
-    runtime.open_model.__kwdefaults__["timeout"] = GUARD_TIMEOUT_S
-    now = runtime._address_space()
+    loader.open_model.__kwdefaults__["timeout"] = GUARD_TIMEOUT_S
+    now = guard._address_space()
     with contextlib.suppress(ImportError, ValueError, OSError):
         import resource
 

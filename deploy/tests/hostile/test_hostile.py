@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import DEPLOY, fixture
 from fuzz import layout, with_metadata
-from resnet_edge import Classifier, ModelError, RuntimeUnavailable, cli, runtime
+from resnet_edge import Classifier, ModelError, RuntimeUnavailable, cli, guard
 from resnet_edge.metadata import check_model, finite_json, json_depth, load_json
 
 
@@ -94,23 +94,23 @@ def test_max_memory_raises_the_tensor_limit_and_the_guard_still_holds(tmp_path):
     model = tmp_path / "inflated.tflite"
     model.write_bytes(inflated_input(16))  # 25 MB of input, about 130 MB to run: passes the size check
     assert check_model(str(model))["activation_bytes"] < 256 << 20
-    limits = runtime.Limits(tensor_bytes=1 << 40, guard_bytes=120 << 20, guard_cpu_s=60)
+    limits = guard.Limits(tensor_bytes=1 << 40, guard_bytes=120 << 20, guard_cpu_s=60)
     start = time.perf_counter()
     with pytest.raises(ModelError, match="needs more than 120 MB to load and run once"):
-        runtime.probe(str(model), limits=limits)
+        guard.probe(str(model), limits=limits)
     assert time.perf_counter() - start < 30
 
 
 def test_guard_cpu_limit(monkeypatch):
-    monkeypatch.setattr(runtime, "_CHILD", "import sys; from resnet_edge.runtime import _limit_child; "
+    monkeypatch.setattr(guard, "_CHILD", "import sys; from resnet_edge.guard import _limit_child; "
                                            "_limit_child(1 << 30, int(sys.argv[7])); exec('while True: pass')")
-    limits = runtime.Limits(tensor_bytes=1 << 30, guard_bytes=1 << 30, guard_cpu_s=1)
+    limits = guard.Limits(tensor_bytes=1 << 30, guard_bytes=1 << 30, guard_cpu_s=1)
     with pytest.raises(ModelError, match="more than 1 s of CPU time"):
-        runtime.probe(fixture("float32.tflite"), limits=limits, timeout=60)
+        guard.probe(fixture("float32.tflite"), limits=limits, timeout=60)
 
 
 def test_guard_child_that_cannot_start(monkeypatch, capsys):
-    monkeypatch.setattr(runtime.sys, "executable", "/nonexistent/python3")
+    monkeypatch.setattr(guard.sys, "executable", "/nonexistent/python3")
     with pytest.raises(RuntimeUnavailable, match="cannot start the process that checks the model"):
         Classifier(fixture("float32.tflite"))
     assert cli.main(["info", fixture("float32.tflite")]) == 1
