@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from results import wilson  # noqa: E402
+from fmnist_stats import wilson  # noqa: E402
 
 
 def _tflite_predict(content: bytes, pixels: np.ndarray, workdir: str, name: str) -> np.ndarray:
@@ -88,8 +88,7 @@ def compare_backends(args) -> int:
     """``--step-time-only`` under each of ``--backends``, in turn on the same machine; a table of the medians."""
     import subprocess
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from results import cpu_info
+    from resnet_edge.cpu import cpu_info, describe_cpu
 
     rows = {}
     for backend in args.backends.split(","):
@@ -106,7 +105,7 @@ def compare_backends(args) -> int:
         rows[backend]["load"] = round(os.getloadavg()[0], 1)
     cpu = cpu_info()
     print(f"{args.model} on {args.dataset}, batch {args.step_batch}, medians of {args.steps} interleaved rounds; "
-          f"CPU {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")
+          f"CPU {describe_cpu(cpu)}")
     print("| backend | float step (ms) | float images/s | QAT, BN learning (ms, x float) | "
           "QAT, BN frozen (ms, x float) | load after |")
     print("|---|---|---|---|---|---|")

@@ -117,22 +117,6 @@ def ours_vs_keras_applications(rounds: int, size: int, batch: int = 32, steps: i
     return result
 
 
-def cpu_description() -> str:
-    """The CPU model and the features that decide its speed (as lscpu reports them), for the record."""
-    model, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown CPU":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
-    return f"{model}; {os.cpu_count()} CPUs; " + (" ".join(f for f in wanted if f in flags) or "no AVX2")
-
-
 def backend_description() -> str:
     import keras
 
@@ -156,9 +140,10 @@ def main(argv=None) -> int:
             parser.error("--backend must be chosen before Keras is imported")
         os.environ["KERAS_BACKEND"] = args.backend
     import keras
+    from resnet_edge.cpu import cpu_info, describe_cpu
 
     backend = keras.backend.backend()
-    print(f"backend: {backend_description()}; CPU: {cpu_description()}", flush=True)
+    print(f"backend: {backend_description()}; CPU: {describe_cpu()}", flush=True)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -167,7 +152,7 @@ def main(argv=None) -> int:
         import jax
 
         print(f"devices: {[d.platform for d in jax.devices()]}", flush=True)
-    results = {"backend": backend, "cpu": cpu_description(), "a": [], "b": None}
+    results = {"backend": backend, "cpu": cpu_info(), "a": [], "b": None}
     for name in args.models.split(","):
         r = pipeline_vs_memory(name, args.rounds)
         results["a"].append(r)

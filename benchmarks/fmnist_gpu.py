@@ -1,6 +1,11 @@
 """Fashion-MNIST runs on an accelerator with the JAX backend: the deeper ResNet and the degradation experiment at
 full size (55,000 training images), which do not fit in a working session on 2 CPU cores.
 
+A side script, not the product: it has its own augmentation (:func:`augment`) and its own fit loop around
+keras_resnet's model and recipe, so the GPU accuracies it produced (docs/results.md's accelerator tables, the
+degradation figure, the flip comparison; README's ResNet-56 figure) are marked there as coming from here. They stand
+until a device run through ``keras-resnet train`` replaces them; then this script should go.
+
 The model, its input normalisation, the optimizer, the schedule and the loss are keras_resnet's own
 (``train.model_for_dataset`` and ``train.compile_model`` with a ``Recipe``), so a run here differs from
 ``keras-resnet train`` only in its backend (JAX, no TensorFlow on the machine) and its input pipeline: the same
@@ -22,7 +27,7 @@ A QAT run is ``NAME:qat:SOURCE[:SEED[:FREEZE]]``: native Keras 3 quantization-aw
 moving until the last step; FREEZE ``half`` freezes them for the second epoch instead, as the engine did
 before), written to ``OUT/NAME.keras`` with ``OUT/NAME.json``. Run the float runs first (one invocation), then
 the QAT runs (a second one).
-``benchmarks/results.py --gpu-results OUT/all.json`` puts the results into docs/results.md.
+``benchmarks/results.py --accelerator-results OUT/all.json`` puts the results into docs/results.md.
 """
 
 from __future__ import annotations

@@ -43,8 +43,6 @@ def last_json(text: str) -> dict:
 
 
 def machine() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = []
     for package in ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "numpy"):
@@ -53,11 +51,12 @@ def machine() -> list[str]:
         except PackageNotFoundError:
             pass
     try:  # the int8 figures depend on these (VNNI, AMX, Arm dot-product): docs/benchmarks.md, per ISA
-        from resnet_edge.runtime import describe_cpu
+        from resnet_edge.cpu import cpu_info, describe_cpu
 
-        features = describe_cpu().split(" cores, ", 1)[1]
+        info = cpu_info()
+        cpu, features = info["model"], describe_cpu(info).split(" cores, ", 1)[1]
     except ImportError:
-        features = "features not read (resnet-edge not installed)"
+        cpu, features = platform.processor(), "features not read (resnet-edge not installed)"
     return [f"- date: {datetime.date.today().isoformat()}", f"- CPU: {cpu}, {os.cpu_count()} cores, "
             f"{memory:.0f} GiB; {platform.platform()}", f"- CPU {features}", f"- Python {platform.python_version()}; {', '.join(versions)}",
             f"- TFLite figures: {THREADS} threads, batch 1, median of timed runs"]

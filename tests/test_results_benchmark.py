@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -20,14 +21,20 @@ def _module(name: str):
     return module
 
 
+sys.path.insert(0, str(BENCHMARKS))  # results.py's sibling modules (fmnist_*.py), as when it runs as a script
 results = _module("results")
 fmnist_gpu = _module("fmnist_gpu")
+import fmnist_engines  # noqa: E402
+import fmnist_report  # noqa: E402
+import fmnist_runner  # noqa: E402
+import fmnist_stats  # noqa: E402
+import fmnist_training  # noqa: E402
 
 
 def test_wilson_interval_matches_the_published_figure():
-    lo, hi = results.wilson(9415, 10000)  # ResNet-20's 94.15% on 10,000 test images in docs/results.md
+    lo, hi = fmnist_stats.wilson(9415, 10000)  # ResNet-20's 94.15% on 10,000 test images in docs/results.md
     assert (round(100 * lo, 2), round(100 * hi, 2)) == (93.67, 94.59)
-    lo, hi = results.wilson(0, 100)
+    lo, hi = fmnist_stats.wilson(0, 100)
     assert lo == pytest.approx(0.0, abs=1e-12) and 0.03 < hi < 0.04
 
 
@@ -61,7 +68,7 @@ def _run(model: str, acc: float, train_acc: float, epochs: int = 2) -> dict:
 
 def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
     runs = {f"degradation-{kind}{depth}": _run(f"{kind}{depth}", 0.9, 0.95 if depth == 20 else 0.85)
-            for kind, depth in results.DEGRADATION}
+            for kind, depth in fmnist_training.DEGRADATION}
     runs["resnet20"] = _run("resnet20", 0.9200, 0.95)  # outside the CPU run's interval below
     accel = tmp_path / "all.json"
     accel.write_text(json.dumps({"runs": runs, "gpu": "Test GPU", "wall_s": 100, "command": "python x"}))
@@ -74,9 +81,9 @@ def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
     flip_file.write_text(json.dumps({"runs": {"noflip-seed0": noflip}, "wall_s": [60], "command": "python y"}))
     args = argparse.Namespace(runs=str(cpu_runs), cli="keras-resnet", data_dir=None, dry_run=False,
                               accelerator_results=str(accel), flip_results=str(flip_file), d_limit=10000)
-    runner = results.Runner(args)
+    runner = fmnist_runner.Runner(args)
     out = tmp_path / "results.md"
-    results.report(runner, str(out))
+    fmnist_report.report(runner, str(out))
     text = out.read_text()
     assert "92.00% against the CPU run's 94.15%, outside that run's 95% interval (93.67–94.59%)" in text
     assert "plain +10.0 points" in text  # final train error 15% at depth 56 against 5% at depth 20
@@ -84,7 +91,7 @@ def test_report_uses_accelerator_runs_and_computes_the_control(tmp_path):
     assert "| 0 | 92.00% | 5.00% | 84.63% | 13.00% |" in text  # the control run is seed 0 with flips
     assert "Runs that stalled below 90%: 0 with flips, 1 without" in text
     figure = tmp_path / "fig.png"
-    results.degradation_figure(runner, str(figure))
+    fmnist_training.degradation_figure(runner, str(figure))
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -94,12 +101,12 @@ def test_paired_difference_counts_only_the_discordant_images():
     b = y.copy()
     b[:30] = 1  # b misses 30 images that a gets right
     a[30:40] = 1  # a misses 10 that b gets right
-    d, lo, hi = results.paired_difference(a, b, y)
+    d, lo, hi = fmnist_stats.paired_difference(a, b, y)
     assert d == pytest.approx(0.002)
     assert lo < d < hi
     # se = sqrt(40 - 20**2 / 10000) / 10000: far tighter than two independent Wilson intervals (about 0.5 pt each)
     assert hi - lo == pytest.approx(2 * 1.959964 * np.sqrt(40 - 400 / 10000) / 10000)
-    assert results.paired_difference(a, a, y) == (0.0, 0.0, 0.0)
+    assert fmnist_stats.paired_difference(a, a, y) == (0.0, 0.0, 0.0)
 
 
 def test_engines_section_checks_issue_12s_targets(tmp_path):
@@ -133,7 +140,7 @@ def test_engines_section_checks_issue_12s_targets(tmp_path):
     args = argparse.Namespace(runs=str(runs), cli="keras-resnet", data_dir=None, dry_run=False,
                               accelerator_results=None, flip_results=None, d_limit=10000,
                               engines_dir=str(engines))
-    text = "\n".join(results.engines_section(results.Runner(args)))
+    text = "\n".join(fmnist_engines.engines_section(fmnist_runner.Runner(args)))
     assert "| resnet20 | 93.10% (1) | 93.00% (1) | 93.00% (1) | 94.10% (2) |" in text
     # native mean 93.60%: -0.40 pt against float (misses), -0.30 against tfmot (misses); agreement 99.0% misses
     assert "native QAT mean of 2 runs 93.60%: -0.40 pt against float (misses >= float - 0.3)" in text
@@ -141,3 +148,12 @@ def test_engines_section_checks_issue_12s_targets(tmp_path):
     assert "lowest Keras-vs-.tflite agreement 99.00% (misses 99.5%)" in text
     assert "| resnet20 | native QAT int8 (seed 0, JAX) | 93.80% |" in text
     assert "| -0.20 (" in text and "| -0.10 (" in text  # seed 0 against float, then against tfmot
+
+
+def test_dry_run_prints_the_product_commands(tmp_path, capsys):
+    """results.py's stages are wired: a dry run prints the keras-resnet commands and the throughput child, runs none."""
+    assert results.main(["--stage", "c", "--stage", "e", "--dry-run", "--runs", str(tmp_path), "--cli", "keras-resnet",
+                         "--e-models", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "keras-resnet convert" in out and "--quantize int8" in out and "keras-resnet evaluate" in out
+    assert "throughput resnet20" in out and not list(tmp_path.iterdir())
