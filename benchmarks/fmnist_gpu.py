@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -103,7 +104,7 @@ def qat_run(spec: str, args) -> None:
               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
               "wall_s": round(time.perf_counter() - start, 1), "backend": keras.backend.backend(),
               "keras": keras.__version__, "jax": jax.__version__, "device": str(jax.devices()[0].device_kind),
-              "command": " ".join(sys.argv)}
+              "command": shlex.join(["python", "benchmarks/fmnist_gpu.py", *sys.argv[1:]])}
     with open(os.path.join(args.out, name + ".json"), "w") as f:
         json.dump(result, f, indent=1)
     print(f"{name}: float {float_accuracy:.4f} -> QAT {test['accuracy']:.4f} ({result['wall_s']} s)", flush=True)
@@ -138,7 +139,7 @@ def one_run(spec: str, args) -> None:
               "train_images": len(x), "test_images": len(xt), "val_images": len(xv), "epochs": 0,
               "steps": 0, "recipe": {k: v for k, v in vars(recipe).items() if k != "builder_options"},
               "flip": bool(info.flip and flip), "backend": keras.backend.backend(), "keras": keras.__version__, "jax": jax.__version__,
-              "device": str(jax.devices()[0].device_kind), "history": [], "command": " ".join(sys.argv)}
+              "device": str(jax.devices()[0].device_kind), "history": [], "command": shlex.join(["python", "benchmarks/fmnist_gpu.py", *sys.argv[1:]])}
     start = time.perf_counter()
     train_time = 0.0
     for epoch in range(recipe.epochs):

@@ -69,10 +69,14 @@ class Runner:
     def data_args(self) -> list[str]:
         return ["--dataset", DATASET, *(["--data-dir", self.data_dir] if self.data_dir else [])]
 
+    def shown(self, argv: list[str]) -> str:
+        """A command as the results show it: ``keras-resnet ...`` with the run folder as RUNS, no machine paths."""
+        return shlex.join(["keras-resnet", *argv]).replace(str(self.runs), "RUNS")
+
     def run(self, name: str, argv: list[str], *, json_tail: bool = True, json_whole: bool = False) -> dict | None:
         """Run one command; returns its parsed JSON (last line, or all of stdout) plus wall time; logs to RUNS."""
         command = [*self.cli, *argv]
-        shown = shlex.join(command)
+        shown = self.shown(argv)
         print(f"[{now()}] {name}: {shown}", flush=True)
         if self.args.dry_run:
             return None
@@ -110,7 +114,7 @@ class Runner:
                 return None
         history = read_history(output)
         record = {
-            "command": shlex.join([*self.cli, *argv]), "model": model, "seed": SEED,
+            "command": self.shown(argv), "model": model, "seed": SEED,
             "epochs": summary["epochs_completed"], "train_images": summary["data"]["train"],
             "steps": summary["epochs_completed"] * math.ceil(summary["data"]["train"] / summary["recipe"]["batch_size"]),
             "recipe": summary["recipe"], "test_accuracy": summary["test_accuracy"],

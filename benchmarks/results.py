@@ -2,7 +2,7 @@
 
 Every number comes from a `keras-resnet` command run as a subprocess (train / qat / convert / evaluate with
 --json), and every .tflite file runs in resnet_edge, the device runner (no runner of its own here); the machine is
-described by resnet_edge's cpu_info. Run folders live outside the repository (default /root/fmnist-runs) and
+described by resnet_edge's cpu_info. Run folders live outside the repository (default ~/fmnist-runs) and
 survive; training is resumable: the same command resumes after the last completed epoch, and a finished run
 (summary.json with all epochs) is not run again. After every stage the report docs/results.md is rewritten from
 RUNS/results.json (what every stage measured so far).
@@ -34,7 +34,7 @@ The stages live in fmnist_training.py (a, b, d, figure), fmnist_quantization.py 
 fmnist_throughput.py (e); fmnist_runner.py runs the CLI and resnet_edge, fmnist_report.py writes docs/results.md.
 
 Usage (CPU shared with other work: be nice):
-  nice -n 19 python benchmarks/results.py --stage a [--runs /root/fmnist-runs] [--data-dir DIR]
+  nice -n 19 python benchmarks/results.py --stage a [--runs ~/fmnist-runs] [--data-dir DIR]
   python benchmarks/results.py --stage c --dry-run      # print the commands only
   python benchmarks/results.py --cli "python -m keras_resnet.cli" --stage a   # a different keras-resnet
 """
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=STAGES, action="append", required=True, help="repeatable")
-    p.add_argument("--runs", default="/root/fmnist-runs", help="run folders (outside the repo; default %(default)s)")
+    p.add_argument("--runs", default=os.path.expanduser("~/fmnist-runs"), help="run folders (outside the repo; default %(default)s)")
     p.add_argument("--data-dir", default=DEBIAN_DIR if os.path.isdir(DEBIAN_DIR) else None,
                    help="Fashion-MNIST IDX files (default: %(default)s)")
     p.add_argument("--cli", help="the keras-resnet command (default: next to this python, else -m keras_resnet.cli)")
