@@ -4,8 +4,8 @@ will fall back? Read from the flatbuffer alone (no TensorFlow, no runtime), boun
 Findings have a severity: ``error`` (the target refuses the model: the compiler rejects it, the runtime cannot
 load it), ``fallback`` (an op runs somewhere slower: the CPU instead of the Edge TPU/GPU, the reference kernels
 instead of XNNPACK) and ``note``. When ``edgetpu_compiler`` is on PATH, ``--target edgetpu`` also runs it and
-adds what its log says (:mod:`.edgetpu_compiler`). The targets' tables and rules are in :mod:`.targets`, the
-report in :mod:`.report`, the graph reader in :mod:`.flatbuffer`.
+adds what its log says (:mod:`.edgetpu_compiler`). The targets' tables and rules are in :mod:`.targets` (``--target
+mcu``, TensorFlow Lite Micro: :mod:`.micro`), the report in :mod:`.report`, the graph reader in :mod:`.flatbuffer`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 from .choices import TARGETS
 from .edgetpu_compiler import compiler_findings, run_compiler
 from .flatbuffer import read_file, read_graph
+from .micro import check_mcu
 from .report import Finding, Report
 from .targets import CHECKS
 
@@ -30,7 +31,7 @@ def check(source: str | os.PathLike | bytes, target: str = "cpu", *, compiler: s
     content = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(source)
     g = read_graph(content)
     report = Report(name, target, parameter_bytes=g.parameter_bytes)
-    status = CHECKS[target](g, report)
+    status = (check_mcu if target == "mcu" else CHECKS[target])(g, report)
     report.ops = [{"index": op.index, "name": op.name, "version": op.version, "status": status.get(op.index, "")}
                   for op in g.ops]
     if target == "edgetpu" and compiler is not False:

@@ -5,7 +5,8 @@ import them. Imports nothing, and the package's ``__init__`` loads its modules l
 ``keras-resnet --help`` free of numpy and Pillow.
 """
 
-TARGETS = ("cpu", "gpu", "edgetpu")  # `resnet-edge check --target`: XNNPACK, the GPU delegate, edgetpu_compiler 16.0
+# `resnet-edge check --target`: XNNPACK, the GPU delegate, edgetpu_compiler 16.0, TensorFlow Lite Micro
+TARGETS = ("cpu", "gpu", "edgetpu", "mcu")
 RESIZE_MODES = ("stretch", "center_crop")  # how a runner fits an image to the model's input (metadata "resize")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # the runner's Pillow resize filters (metadata "interpolation")
 

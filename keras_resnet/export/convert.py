@@ -8,8 +8,9 @@ and quantizer are resolved once, up front, into a :class:`~keras_resnet.export.t
 reads. The steps are modules of their own: :mod:`~keras_resnet.export.trace` (the TFLite converter),
 :mod:`~keras_resnet.export.ops` (what the file holds), :mod:`~keras_resnet.export.metadata`,
 :mod:`~keras_resnet.export.validate` (resnet-edge against Keras), :mod:`~keras_resnet.export.aeq`
-(ai-edge-quantizer instead of the converter's quantization). Outputs are written atomically and never overwrite
-without ``force``.
+(ai-edge-quantizer instead of the converter's quantization), :mod:`~keras_resnet.export.micro` (target ``mcu``: the
+file in TensorFlow Lite Micro, its arena and budgets; C++ sources by :mod:`~keras_resnet.export.micro_sources`).
+Outputs are written atomically and never overwrite without ``force``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import dataclasses
 import time
 
 from keras_resnet.core.errors import ValidationError
-from keras_resnet.export import aeq
+from keras_resnet.export import aeq, micro
 from keras_resnet.export.job import Job, Report, load_source, open_output, prepare_job
 from keras_resnet.export.metadata import embed_metadata, policy_text
+from keras_resnet.export.micro_sources import check_c_source, write_c_sources
 from keras_resnet.export.ops import gpu_report, op_summary
 from keras_resnet.export.targets import resolve_target
 from keras_resnet.export.trace import convert_model
@@ -42,6 +44,10 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
     spec = dataclasses.replace(spec or ConvertSpec(), **fields)
     if spec.quantizer == "aeq":
         aeq.preflight(spec, force=force)
+    if spec.target == "mcu":  # before any slow work: TFLM is installed, the C sources may be written
+        micro.tflm()
+        if spec.c_source is not None:
+            check_c_source(spec.c_source, force=force)
     folder = open_output(output, force=force)
     model, path = load_source(model_or_path, unsafe=unsafe)
     plan = resolve_target(spec, model)
@@ -64,10 +70,18 @@ def _convert(job: Job, output: str, spec: ConvertSpec, *, force: bool) -> Report
         raise ValidationError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
                               f"({', '.join(floating[:8])}); nothing written")
     gpu = gpu_report(content) if plan.target == "gpu" else []
-    content = embed_metadata(content, job.metadata(spec, plan.quantization))
-    contract = edgetpu_gate(content) if plan.target == "edgetpu" else []
+    tflm = None
+    if plan.target == "mcu":  # TensorFlow Lite Micro: arena, 0 LSB, budgets; the metadata records arena and flash
+        content, tflm, contract = micro.finish(content, job.metadata(spec, plan.quantization), job.prepared, spec,
+                                               floating)
+    else:
+        content = embed_metadata(content, job.metadata(spec, plan.quantization))
+        contract = edgetpu_gate(content) if plan.target == "edgetpu" else []
 
     result, latency = write_validated(content, output, job, threads=spec.threads, force=force)
+    sources = [] if spec.c_source is None else write_c_sources(
+        spec.c_source, content, source=output, resolver=tflm.resolver, arena_bytes=tflm.arena_bytes, force=force)
     return Report(**job.report_fields(output, content, result, latency, spec.threads, seconds),
                   quantization=plan.quantization, target=plan.target, io_type=plan.io_type, float_ops=floating,
-                  gpu_unsupported=gpu, ops=counts, contract=contract, resize=policy_text(job.policy))
+                  gpu_unsupported=gpu, ops=counts, contract=contract, resize=policy_text(job.policy),
+                  arena_bytes=tflm and tflm.arena_bytes, micro=tflm.as_dict() if tflm else {}, c_sources=sources)

@@ -19,6 +19,7 @@ from keras_resnet.core.errors import ConfigError
 from keras_resnet.core.files import check_output
 from keras_resnet.export.images import Pixels, calibration_images, images, validation_source
 from keras_resnet.export.metadata import build_metadata, resize_policy
+from keras_resnet.export.micro import MicroResult
 from keras_resnet.export.targets import TargetPlan
 from keras_resnet.export.trace import input_shape
 from keras_resnet.io.model_io import load_model
@@ -53,6 +54,9 @@ class Report:
     metadata: bool = False
     contract: list[str] = field(default_factory=list)  # ``resnet-edge check`` report (target edgetpu)
     resize: str = ""  # the runner's resize policy as the metadata states it, e.g. "center_crop 0.95 bicubic"
+    arena_bytes: int | None = None  # target mcu: the smallest tensor arena TFLM accepts (keras_resnet.export.micro)
+    micro: dict = field(default_factory=dict)  # target mcu: MicroResult's fields (flash, LSB, resolver, allocations)
+    c_sources: list[str] = field(default_factory=list)  # target mcu --c-source: the C++ files written
 
     def lines(self) -> list[str]:
         out = [
@@ -72,6 +76,10 @@ class Report:
                        f"GPU delegate would not run: {', '.join(self.gpu_unsupported)}")
         if self.float_ops and self.quantization == "int8":
             out.append(f"float ops left: {', '.join(self.float_ops)}")
+        if self.micro:
+            out += MicroResult(**self.micro).lines()
+        if self.c_sources:
+            out.append(f"C sources: {', '.join(self.c_sources)}")
         return out + self.contract
 
 

@@ -11,6 +11,8 @@ decides again. Targets are presets:
              fall back to the CPU).
 ``edgetpu``  full int8 with int8/uint8 I/O, batch 1, TFLITE_BUILTINS_INT8 ops only; fails naming the
              ops if any tensor stays float.
+``mcu``      TensorFlow Lite Micro: full int8, int8 I/O, batch 1; the file runs in TFLM, which must match
+             LiteRT's reference kernels to 0 LSB, and its tensor arena is measured (keras_resnet.export.micro).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ MIN_AGREEMENT = {"float32": 0.99, "float16": 0.99, "dynamic": 0.95, "int8": 0.95
 class TargetPlan:
     """What to produce, resolved from the spec and the model (see :func:`resolve_target`)."""
 
-    target: str  # cpu | gpu | edgetpu
+    target: str  # cpu | gpu | edgetpu | mcu
     quantization: str  # the converter's mode; with ai-edge-quantizer: float32, the model it quantizes
     io_type: str  # the finished file's input/output type
     batch: int | None  # a fixed batch size (edgetpu: 1), else dynamic
@@ -81,6 +83,10 @@ def _converter_choice(spec: ConvertSpec, qat: bool) -> tuple[str, str, int | Non
         quantization, batch, io_type = "int8", 1, io_type or "uint8"
         if io_type == "float32":
             raise ConfigError("target edgetpu needs integer I/O: --io-type int8 or uint8")
+    elif spec.target == "mcu":  # TensorFlow Lite Micro (keras_resnet.export.micro): int8 kernels, int8 I/O
+        if quantization not in (None, "int8") or io_type not in (None, "int8"):
+            raise ConfigError("target mcu is full int8 with int8 I/O; drop --quantize/--io-type")
+        quantization, batch, io_type = "int8", 1, "int8"
     else:
         quantization = quantization or ("int8" if qat else "float32")
         io_type = io_type or ("int8" if quantization == "int8" else "float32")

@@ -43,8 +43,9 @@ class ConvertSpec:
     quantization: str | None = opt(None, "float32, float16, dynamic (int8 weights) or int8 (full integer); "
                                          "default: by --target, int8 for QAT models", flag="--quantize",
                                    choices=MODES)
-    target: str = opt("cpu", "cpu, gpu (float16 + GPU delegate report) or edgetpu (full int8, batch 1, integer "
-                             "ops only)", choices=TARGETS)
+    target: str = opt("cpu", "cpu, gpu (float16 + GPU delegate report), edgetpu (full int8, batch 1, integer "
+                             "ops only) or mcu (TensorFlow Lite Micro: full int8, run in TFLM, tensor arena "
+                             "measured)", choices=TARGETS)
     io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu; with "
                                     "--quantizer aeq: int8 for static_wi8_ai8, else float32)", choices=IO_TYPES)
     calibration_data: str | None = opt(None, "images for int8 PTQ ranges: a dataset name, an .npz with x, or "
@@ -71,6 +72,14 @@ class ConvertSpec:
                                           "interpolation, else bilinear)", choices=INTERPOLATIONS)
     threads: int = opt(2, "interpreter threads for validation and the latency figure", parse=positive_int)
     name: str | None = opt(None, "the model name in the metadata (default: the file name)")
+    # --target mcu (TensorFlow Lite Micro, keras_resnet.export.micro, docs/deploy.md "Microcontrollers")
+    arena_budget: float | None = opt(None, "--target mcu: refuse the model (nothing written) when the tensor arena "
+                                           "TFLM needs exceeds this many KiB", metavar="KIB", parse=finite)
+    flash_budget: float | None = opt(None, "--target mcu: refuse the model (nothing written) when the file (flash) "
+                                           "exceeds this many KiB", metavar="KIB", parse=finite)
+    c_source: str | None = opt(None, "--target mcu: also write model_data.cc/.h (the file as an aligned C array) and "
+                                     "model_ops.h (its MicroMutableOpResolver registrations) to this folder",
+                               metavar="DIR")
     # ai-edge-quantizer (keras_resnet.export.aeq, docs/conversion.md "ai-edge-quantizer"); every option below needs it.
     quantizer: str = opt("tflite", "tflite: the TFLite converter quantizes (--quantize); aeq: convert to float32, "
                                    "then quantize with ai-edge-quantizer (--recipe; pip install "
@@ -111,12 +120,27 @@ class ConvertSpec:
         check_positive_int("convert", calibration_samples=self.calibration_samples,
                             validation_samples=self.validation_samples, threads=self.threads)
         check_agreement(self.min_agreement)
+        self._check_mcu()
         for name in ("mean", "std"):
             values = getattr(self, name)
             if values is not None:
                 check_finite("convert", **{f"{name}[{i}]": v for i, v in enumerate(values)})
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ConfigError(f"--std values must be > 0; got {list(self.std)}")
+
+    def _check_mcu(self) -> None:
+        given = {"--arena-budget": self.arena_budget, "--flash-budget": self.flash_budget,
+                 "--c-source": self.c_source}
+        if self.target != "mcu":
+            named = [flag for flag, value in given.items() if value is not None]
+            if named:
+                raise ConfigError(f"{', '.join(named)} need{'s' if len(named) == 1 else ''} --target mcu")
+            return
+        for flag in ("--arena-budget", "--flash-budget"):
+            if given[flag] is not None:
+                check_finite("convert", **{flag[2:].replace("-", "_"): given[flag]})
+                if given[flag] <= 0:
+                    raise ConfigError(f"{flag} is in KiB, > 0; got {given[flag]}")
 
     def _check_aeq(self) -> None:
         aeq_only = {"--recipe": self.aeq_recipe, "--int16": self.int16, "--keep-float": self.keep_float,
@@ -158,7 +182,8 @@ class ConvertSpec:
 class CheckSpec:
     """A deployment-contract check of a ``.tflite`` file (``keras-resnet check``, the same as ``resnet-edge check``)."""
 
-    target: str = opt("cpu", "cpu (XNNPACK), gpu (the GPU delegate) or edgetpu (edgetpu_compiler 16.0)",
+    target: str = opt("cpu", "cpu (XNNPACK), gpu (the GPU delegate), edgetpu (edgetpu_compiler 16.0) or "
+                             "mcu (TensorFlow Lite Micro's op table, int8 only)",
                       choices=TARGETS)
     compiler: str | None = opt(None, "edgetpu_compiler to run for --target edgetpu (default: the one on PATH, if any)",
                                metavar="PATH")
