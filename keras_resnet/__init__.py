@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "from_keras_hub": "keras_resnet.io.hub",
     "from_timm": "keras_resnet.io.hub",
     "from_torchvision": "keras_resnet.io.hub",
+    "load_mlperf_tiny_weights": "keras_resnet.io.keras2_h5",
     **{spec.function: "keras_resnet.model.models" for spec in MODELS.values()},
 }
 
@@ -43,6 +44,7 @@ __all__ = ["Arch", "BlockOptions", "MODELS", "VARIANTS", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on first access
     from keras_resnet.io.hub import from_keras_hub, from_timm, from_torchvision  # noqa: F401
+    from keras_resnet.io.keras2_h5 import load_mlperf_tiny_weights  # noqa: F401
     from keras_resnet.model.blocks import ChannelPadding, basic_block, block, bottleneck_block, stack  # noqa: F401
     from keras_resnet.model.build import ResNet, load_weights, transfer_weights  # noqa: F401
     from keras_resnet.model.models import *  # noqa: F403

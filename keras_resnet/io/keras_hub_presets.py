@@ -16,8 +16,7 @@ from keras_resnet.core.files import read_json_file
 from keras_resnet.io.import_common import TORCH_BN_EPSILON, build_keras_model
 from keras_resnet.io.model_checks import check_hdf5
 from keras_resnet.io.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from keras_resnet.model.blocks import BN_EPSILON
-from keras_resnet.spec.specs import Arch, BlockOptions
+from keras_resnet.spec.specs import BN_EPSILON, Arch, BlockOptions
 
 KERAS_HUB_BLOCKS = {"basic_block": ("basic", False), "bottleneck_block": ("bottleneck", False),
                     "basic_block_vd": ("basic", True), "bottleneck_block_vd": ("bottleneck", True)}

@@ -33,8 +33,7 @@ import numpy as np
 from keras_resnet.core.errors import ModelFileError
 from keras_resnet.io.import_common import TORCH_BN_EPSILON, build_keras_model
 from keras_resnet.io.preprocessing import Preprocessing
-from keras_resnet.model.blocks import BN_EPSILON
-from keras_resnet.spec.specs import Arch, BlockOptions
+from keras_resnet.spec.specs import BN_EPSILON, Arch, BlockOptions
 
 # ---- names --------------------------------------------------------------------------------------------------
 

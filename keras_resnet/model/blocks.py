@@ -22,8 +22,6 @@ import keras
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.spec.specs import BlockOptions, se_channels
 
-BN_EPSILON = 1.001e-5  # keras.applications' value; the pretrained weights were trained with it
-BN_MOMENTUM = 0.9  # as Torch/fb.resnet.torch; Keras' 0.99 lags far behind on short runs and small datasets
 GATE_BIAS = -2.0  # highway gates start closed: the block first carries its input
 
 # Branch layouts: (kernel size, channels as a multiple of `filters`, whether `width` scales it).
@@ -170,10 +168,11 @@ def channels(x: Any) -> int:
 
 def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride: int = 1,
          bias: bool = False, pad: bool = False, zero: bool = False, groups: int = 1):
-    """Conv2D with the model's initializer and decay; ``pad`` uses an explicit symmetric ZeroPadding2D."""
+    """Conv2D with the model's initializer and decay; ``pad`` uses an explicit symmetric ZeroPadding2D (unless
+    ``opts.conv_padding`` is "same")."""
     lib = keras_lib(x)
     padding = "same"
-    if kernel > 1 and pad:
+    if kernel > 1 and pad and opts.conv_padding == "explicit":
         x = lib.layers.ZeroPadding2D(kernel // 2, name=name.replace("_conv", "_pad"))(x)
         padding = "valid"
     decay = lib.regularizers.L2(opts.weight_decay / 2) if opts.weight_decay else None
@@ -183,9 +182,10 @@ def conv(x, filters: int, kernel: int, name: str, opts: BlockOptions, *, stride:
     )(x)
 
 
-def bn(x, name: str, *, zero: bool = False):
+def bn(x, name: str, opts: BlockOptions, *, zero: bool = False):
     return keras_lib(x).layers.BatchNormalization(
-        axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, gamma_initializer="zeros" if zero else "ones", name=name
+        axis=-1, momentum=opts.bn_momentum, epsilon=opts.bn_epsilon, gamma_initializer="zeros" if zero else "ones",
+        name=name,
     )(x)
 
 
@@ -223,7 +223,8 @@ def branch_widths(kind: str, filters: int, opts: BlockOptions) -> list[int]:
 
 
 def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOptions):
-    """The carry path: identity, subsample (+ zero channels, option A) or 1×1 projection (B/C, D).
+    """The carry path: identity, subsample (+ zero channels, option A) or 1×1 projection (B/C, D), normalised in v1
+    blocks unless ``opts.shortcut_bn`` is False.
 
     ``preact`` is the pre-activated input of a v2 block (projections read it, identities read ``x``).
     """
@@ -234,8 +235,9 @@ def shortcut(x, preact, out_channels: int, stride: int, name: str, opts: BlockOp
         if opts.avg_down and stride > 1:
             source = lib.layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_0_pool")(source)
             stride = 1
-        y = conv(source, out_channels, 1, f"{name}_0_conv", opts, stride=stride, bias=opts.preact)
-        return y if opts.preact else bn(y, f"{name}_0_bn")
+        normalised = opts.shortcut_bn and not opts.preact
+        y = conv(source, out_channels, 1, f"{name}_0_conv", opts, stride=stride, bias=not normalised)
+        return bn(y, f"{name}_0_bn", opts) if normalised else y
     if grows:  # option A: subsample + zero channels, as fb.resnet.torch's Concat(Identity, MulConstant(0))
         if out_channels < channels(x):
             raise ConfigError(f"{name}: shortcut option 'A' cannot reduce channels ({channels(x)} -> {out_channels}); "
@@ -274,7 +276,7 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
 
     y = x
     if opts.preact:
-        y = relu(bn(x, f"{name}_preact_bn"), f"{name}_preact_relu")
+        y = relu(bn(x, f"{name}_preact_bn", opts), f"{name}_preact_relu")
     carry = None if opts.skip == "none" else shortcut(x, y, out_channels, stride, name, opts)
 
     last = len(layout)
@@ -285,7 +287,7 @@ def block(x, filters: int, kind: str = "basic", *, stride: int = 1, name: str = 
                  pad=opts.preact or s > 1, zero=opts.zero_init and opts.preact and final,
                  groups=opts.cardinality if kernel == 3 and kind == "bottleneck" else 1)
         if not (opts.preact and final):
-            y = bn(y, f"{name}_{i}_bn", zero=opts.zero_init and final)
+            y = bn(y, f"{name}_{i}_bn", opts, zero=opts.zero_init and final)
         if not final:
             y = relu(y, f"{name}_{i}_relu")
     if opts.se_ratio:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from keras_resnet.core import compat
 from keras_resnet.core.errors import ConfigError, ModelFileError
 from keras_resnet.model.blocks import bn, conv, keras_lib, relu, stack
-from keras_resnet.spec.specs import MODELS, Arch, BlockOptions, Stem, model_spec, resolve_options
+from keras_resnet.spec.specs import MODELS, Arch, BlockOptions, Head, Stem, model_spec, resolve_options
 
 
 def build_stem(x, stem: Stem, filters: int, opts: BlockOptions):
@@ -26,7 +26,7 @@ def build_stem(x, stem: Stem, filters: int, opts: BlockOptions):
     def unit(x, filters, kernel, stride, name, activate=True):
         x = conv(x, filters, kernel, f"{name}_conv", opts, stride=stride, bias=not activate,
                  pad=kernel > 3 or stride > 1)
-        return relu(bn(x, f"{name}_bn"), f"{name}_relu") if activate else x
+        return relu(bn(x, f"{name}_bn", opts), f"{name}_relu") if activate else x
 
     if stem == "cifar":
         return unit(x, filters, 3, 1, "conv1", post)
@@ -38,6 +38,23 @@ def build_stem(x, stem: Stem, filters: int, opts: BlockOptions):
         x = unit(x, filters, 7, 2, "conv1", post)
     x = lib.layers.ZeroPadding2D(1, name="pool1_pad")(x)
     return lib.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
+def classifier(x, head: Head, classes: int, activation, initializer: str):
+    """The top: GlobalAveragePooling2D (``head="global"``) or AveragePooling2D over the whole last map + Flatten
+    (``"flatten"``, MLPerf Tiny's layers: its pool size is the smaller side, as the reference's), then the Dense
+    ``predictions``."""
+    lib = keras_lib(x)
+    if head == "global":
+        x = lib.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    else:
+        height, width = x.shape[1:3]
+        if height is None or width is None:
+            raise ConfigError("head 'flatten' pools the whole last feature map: it needs a fixed input_shape "
+                              f"(height and width), not {tuple(x.shape[1:])}")
+        x = lib.layers.AveragePooling2D(min(height, width), name="avg_pool")(x)
+        x = lib.layers.Flatten(name="flatten")(x)
+    return lib.layers.Dense(classes, activation=activation, kernel_initializer=initializer, name="predictions")(x)
 
 
 def drop_path_rates(rate: float, blocks: int) -> tuple[float, ...]:
@@ -103,14 +120,13 @@ def _resnet(arch, include_top, weights, input_tensor, input_shape, pooling, clas
                                         opts=options, stride_last=stride_last,
                                         drop_rates=rates[sum(arch.blocks[:k]):sum(arch.blocks[:k + 1])])
     if options.preact:
-        x = relu(bn(x, "post_bn"), "post_relu")
+        x = relu(bn(x, "post_bn", options), "post_relu")
         outputs[f"C{len(arch.blocks) + 1}"] = x
 
     if features:
         return lib.Model(inputs, outputs, name=name)
     if include_top:
-        x = lib.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = lib.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = classifier(x, arch.head, classes, classifier_activation, options.classifier_initializer)
     elif pooling == "avg":
         x = lib.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":

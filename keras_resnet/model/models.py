@@ -191,6 +191,15 @@ def Plain200(include_top=True, weights=None, input_tensor=None, input_shape=None
                        classifier_activation=classifier_activation, name=name, **kwargs)
 
 
+@register("resnet8")
+def ResNet8(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+            classes=10, classifier_activation="softmax", name="resnet8", **kwargs):
+    """ResNet8: basic CIFAR network, depth 8, blocks (1, 1, 1). MLPerf Tiny's image-classification reference, layer for layer."""
+    return build_named("resnet8", include_top=include_top, weights=weights, input_tensor=input_tensor,
+                       input_shape=input_shape, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation, name=name, **kwargs)
+
+
 @register("resnet20")
 def ResNet20(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
              classes=10, classifier_activation="softmax", name="resnet20", **kwargs):
@@ -497,4 +506,4 @@ def ResNeXt101_32x8d(include_top=True, weights=None, input_tensor=None, input_sh
                        classifier_activation=classifier_activation, name=name, **kwargs)
 
 
-__all__ = ["REGISTRY", "register", "ResNet18", "ResNet18V2", "Plain18", "ResNet34", "ResNet34V2", "Plain34", "ResNet50", "ResNet50V2", "Plain50", "ResNet101", "ResNet101V2", "Plain101", "ResNet152", "ResNet152V2", "Plain152", "ResNet200", "ResNet200V2", "Plain200", "ResNet20", "ResNet20V2", "Plain20", "Highway20", "ResNet32", "ResNet32V2", "Plain32", "Highway32", "ResNet44", "ResNet44V2", "Plain44", "Highway44", "ResNet56", "ResNet56V2", "Plain56", "Highway56", "ResNet110", "ResNet110V2", "Plain110", "Highway110", "ResNet1202", "ResNet1202V2", "Plain1202", "Highway1202", "ResNet164V2", "ResNet1001V2", "ResNet50D", "SEResNet50", "WideResNet50_2", "ResNet101D", "SEResNet101", "WideResNet101_2", "ResNeXt50_32x4d", "ResNeXt101_32x8d"]
+__all__ = ["REGISTRY", "register", "ResNet18", "ResNet18V2", "Plain18", "ResNet34", "ResNet34V2", "Plain34", "ResNet50", "ResNet50V2", "Plain50", "ResNet101", "ResNet101V2", "Plain101", "ResNet152", "ResNet152V2", "Plain152", "ResNet200", "ResNet200V2", "Plain200", "ResNet8", "ResNet20", "ResNet20V2", "Plain20", "Highway20", "ResNet32", "ResNet32V2", "Plain32", "Highway32", "ResNet44", "ResNet44V2", "Plain44", "Highway44", "ResNet56", "ResNet56V2", "Plain56", "Highway56", "ResNet110", "ResNet110V2", "Plain110", "Highway110", "ResNet1202", "ResNet1202V2", "Plain1202", "Highway1202", "ResNet164V2", "ResNet1001V2", "ResNet50D", "SEResNet50", "WideResNet50_2", "ResNet101D", "SEResNet101", "WideResNet101_2", "ResNeXt50_32x4d", "ResNeXt101_32x8d"]

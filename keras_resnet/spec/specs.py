@@ -22,7 +22,12 @@ Shortcut = Literal["A", "B", "C"]
 Skip = Literal["residual", "highway", "none"]
 StrideOn = Literal["1x1", "3x3"]
 Stem = Literal["imagenet", "deep", "cifar"]
+Head = Literal["global", "flatten"]
 BlockKind = Literal["basic", "bottleneck"]
+ConvPadding = Literal["explicit", "same"]
+
+BN_EPSILON = 1.001e-5  # keras.applications' value; the pretrained weights were trained with it
+BN_MOMENTUM = 0.9  # as Torch/fb.resnet.torch; Keras' 0.99 lags far behind on short runs and small datasets
 
 
 def normalize_name(name: str) -> str:
@@ -42,6 +47,8 @@ class BlockOptions:
     preact: pre-activation (v2: BN → ReLU → conv) instead of post-activation (v1: conv → BN → ReLU).
     shortcut: "A" strided subsample + zero-padded channels, "B" 1×1 projection where channels change,
         "C" projection on every block.
+    shortcut_bn: normalise a v1 projection shortcut (1×1 conv → BN, keras.applications, torchvision); False: a bare
+        1×1 conv with a bias (MLPerf Tiny's ResNet-8).
     skip: "residual" adds the shortcut, "highway" gates it, "none" drops it (plain nets).
     stride_on: the conv that downsamples in a bottleneck: "1x1" (original, keras.applications) or
         "3x3" (v1.5). Basic blocks always stride on their first 3×3.
@@ -53,6 +60,11 @@ class BlockOptions:
     se_ratio: squeeze-and-excitation after the branch's last BN, before the add, with
         ``se_channels(out, se_ratio)`` hidden channels (timm's SEModule: 1/16, rounded to a multiple of 8); 0: none.
     use_bias: give every conv a bias (keras.applications v1); otherwise only convs not followed by BN.
+    conv_padding: how convs that need padding (strided, and every 3×3 of a v2 block) pad: "explicit", a symmetric
+        ZeroPadding2D then a "valid" conv (keras.applications, torchvision); "same", Keras's ``padding="same"``,
+        which on even sizes puts a stride-2 conv's one extra row and column at the bottom and right only
+        (TensorFlow's convention; the MLPerf Tiny reference): the same weights give different outputs.
+    bn_epsilon, bn_momentum: every BatchNormalization's (Keras's own defaults: 1e-3 and 0.99).
     zero_init: start the branch at zero (last BN gamma in v1, last conv kernel in v2).
     weight_decay: L2 penalty ``weight_decay / 2 · ||w||²`` on kernels, whose gradient is ``weight_decay · w``.
     drop_path_rate: stochastic depth (Huang et al. 2016; timm's ``drop_path_rate``): in training, each residual
@@ -73,20 +85,26 @@ class BlockOptions:
     zero_init: bool = False
     weight_decay: float = 0.0
     kernel_initializer: str = "he_uniform"  # He et al.'s variance (2/fan_in); uniform builds faster than normal
+    classifier_initializer: str = "glorot_uniform"  # the Dense classifier's (Keras's default)
     drop_path_rate: float = 0.0
+    shortcut_bn: bool = True
+    conv_padding: ConvPadding = "explicit"
+    bn_epsilon: float = BN_EPSILON
+    bn_momentum: float = BN_MOMENTUM
 
     def __post_init__(self) -> None:
         check_choice("shortcut", self.shortcut, ("A", "B", "C"))
         check_choice("skip", self.skip, ("residual", "highway", "none"))
         check_choice("stride_on", self.stride_on, ("1x1", "3x3"))
-        for name in ("preact", "avg_down", "use_bias", "zero_init"):
+        check_choice("conv_padding", self.conv_padding, ("explicit", "same"))
+        for name in ("preact", "avg_down", "use_bias", "zero_init", "shortcut_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
         for name in ("cardinality", "base_width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-        for name in ("width", "weight_decay", "se_ratio", "drop_path_rate"):
+        for name in ("width", "weight_decay", "se_ratio", "drop_path_rate", "bn_epsilon", "bn_momentum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
                     or value in (float("inf"), float("-inf")):
@@ -99,8 +117,12 @@ class BlockOptions:
             raise ConfigError(f"weight_decay must be >= 0; got {self.weight_decay}")
         if not 0 <= self.drop_path_rate < 1:
             raise ConfigError(f"drop_path_rate must be in [0, 1); got {self.drop_path_rate}")
-        if not isinstance(self.kernel_initializer, str):
-            raise ConfigError(f"kernel_initializer must be a Keras initializer name; got {self.kernel_initializer!r}")
+        if not self.bn_epsilon > 0 or not 0 <= self.bn_momentum < 1:
+            raise ConfigError(f"bn_epsilon must be > 0 and bn_momentum in [0, 1); got {self.bn_epsilon}, "
+                              f"{self.bn_momentum}")
+        for name in ("kernel_initializer", "classifier_initializer"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a Keras initializer name; got {getattr(self, name)!r}")
 
 
 OPTION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(BlockOptions))
@@ -119,6 +141,9 @@ class Arch:
 
     ``stem_filters``: the stem's output channels when they differ from ``filters[0]`` (timm's 's' and 'e' deep
     stems end on 128; reduced-width copies of torchvision and timm models keep their 64-channel 7×7 stem).
+    ``head``: how the classifier reads the last stage: "global", GlobalAveragePooling2D (keras.applications);
+    "flatten", AveragePooling2D over the whole last map then Flatten (the MLPerf Tiny reference's layers; the same
+    numbers on square inputs, and TFLite's AVERAGE_POOL_2D + RESHAPE instead of MEAN).
     """
 
     block: BlockKind
@@ -126,6 +151,10 @@ class Arch:
     filters: tuple[int, ...] = (64, 128, 256, 512)
     stem: Stem = "imagenet"
     stem_filters: int | None = None
+    head: Head = "global"
+
+    def __post_init__(self) -> None:
+        check_choice("head", self.head, ("global", "flatten"))
 
     @property
     def stem_width(self) -> int:
@@ -182,6 +211,7 @@ class ModelSpec:
     input_size: int = 224
     keras_weights: bool = False  # keras.applications publishes ImageNet weights for this exact model
     timm: str | None = None  # the timm / torchvision architecture this entry reproduces (io.torch_sources)
+    about: str = ""  # one more sentence for describe(): the published model this entry reproduces
 
     @property
     def cifar(self) -> bool:
@@ -200,6 +230,7 @@ class ModelSpec:
             " Squeeze-and-excitation in every block." if o.get("se_ratio") else "",
             " ResNet-D: deep 3x3 stem, average-pool shortcuts." if o.get("avg_down") else "",
             f" timm's / torchvision's {self.timm} layout (stride on the 3x3, no conv biases)." if self.timm else "",
+            f" {self.about}" if self.about else "",
         ])
         return (f"{self.function}: {kind}{skip}{self.arch.block} {family} network, depth {self.arch.depth}, "
                 f"blocks {self.arch.blocks}.{extra}")
@@ -208,6 +239,11 @@ class ModelSpec:
 _V1_KERAS = {"use_bias": True}  # keras.applications v1: a bias on every conv
 _V2 = {"preact": True, "stride_on": "3x3"}
 _TORCH = {"stride_on": "3x3"}  # torchvision / timm: v1.5, convs without biases (the BlockOptions default)
+# MLPerf Tiny's image-classification reference (mlcommons/tiny, benchmark/training/image_classification,
+# keras_model.py, conv_filters=16): every conv with a bias, he_normal, padding="same" (strided convs included),
+# 1×1 projection shortcuts without BN, Keras's BN defaults, a he_normal Dense after AveragePooling2D + Flatten.
+_MLPERF_TINY = {"use_bias": True, "shortcut_bn": False, "conv_padding": "same", "bn_epsilon": 1e-3,
+                "bn_momentum": 0.99, "kernel_initializer": "he_normal", "classifier_initializer": "he_normal"}
 
 
 def _table() -> dict[str, ModelSpec]:
@@ -218,6 +254,9 @@ def _table() -> dict[str, ModelSpec]:
         models[f"resnet{depth}v2"] = ModelSpec(f"ResNet{depth}V2", arch, _V2, stride_last=True, keras_weights=weights)
         models[f"plain{depth}"] = ModelSpec(f"Plain{depth}", arch, {**_V1_KERAS, "skip": "none"})
     cifar = {"classes": 10, "input_size": 32}
+    models["resnet8"] = ModelSpec(
+        "ResNet8", dataclasses.replace(cifar_arch(8), head="flatten"), _MLPERF_TINY, **cifar,
+        about="MLPerf Tiny's image-classification reference, layer for layer.")
     for depth in CIFAR_DEPTHS:
         arch = cifar_arch(depth)
         models[f"resnet{depth}"] = ModelSpec(f"ResNet{depth}", arch, {"shortcut": "A"}, **cifar)
