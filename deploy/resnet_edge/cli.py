@@ -124,10 +124,12 @@ def add_check_arguments(k: argparse.ArgumentParser) -> None:
 
     k.add_argument("model", help="the .tflite model")
     k.add_argument("--target", choices=TARGETS, default="cpu",
-                   help="cpu (XNNPACK), gpu (the GPU delegate) or edgetpu (edgetpu_compiler 16.0)")
+                   help="cpu (XNNPACK), gpu (the GPU delegate), edgetpu (edgetpu_compiler 16.0) or an Arm Ethos-U "
+                        "NPU, ethos-u55-32 ... ethos-u85-2048 (Vela 5.2's table; Vela itself when installed)")
     k.add_argument("--compiler", metavar="PATH", default=None,
-                   help="edgetpu_compiler to run for --target edgetpu (default: the one on PATH, if any)")
-    k.add_argument("--no-compiler", action="store_true", help="never run edgetpu_compiler")
+                   help="edgetpu_compiler to run for --target edgetpu, vela for --target ethos-u* (default: the one "
+                        "installed, if any)")
+    k.add_argument("--no-compiler", action="store_true", help="never run edgetpu_compiler or Vela")
     k.add_argument("--strict", action="store_true", help="fail (exit 1) on fallbacks too")
     k.add_argument("--json", action="store_true", help="one JSON object instead of the table")
 

@@ -30,6 +30,7 @@ class Report:
     parameter_bytes: int = 0
     compiler: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    compiled: bytes | None = field(default=None, repr=False)  # the compiler's output file (ethos-u: *_vela.tflite)
 
     @property
     def ok(self) -> bool:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from resnet_edge.choices import ETHOS_U_TARGETS
+
 from keras_resnet.core.errors import ValidationError
-from keras_resnet.export import aeq, micro
+from keras_resnet.export import aeq, ethos, micro
 from keras_resnet.export.job import Job, Report, load_source, open_output, prepare_job
 from keras_resnet.export.metadata import embed_metadata, policy_text
 from keras_resnet.export.micro_sources import check_c_source, write_c_sources
@@ -48,6 +50,8 @@ def convert(model_or_path, output: str, spec: ConvertSpec | None = None, *, forc
         micro.tflm()
         if spec.c_source is not None:
             check_c_source(spec.c_source, force=force)
+    if spec.target in ETHOS_U_TARGETS:  # before any slow work: Vela's compiled file may be written beside it
+        ethos.check_vela_output(output, force=force)
     folder = open_output(output, force=force)
     model, path = load_source(model_or_path, unsafe=unsafe)
     plan = resolve_target(spec, model)
@@ -62,16 +66,20 @@ def _convert(job: Job, output: str, spec: ConvertSpec, *, force: bool) -> Report
     plan = job.plan
     start = time.perf_counter()
     content = convert_model(job.model, quantization=plan.quantization, io_type=plan.io_type, batch=plan.batch,
-                            calibration=job.calibration,
+                            calibration=job.calibration, subsample=plan.subsample,
                             temp_dir=job.folder)  # next to the output, not in a /tmp that may be small or shared
     seconds = time.perf_counter() - start
     counts, floating = op_summary(content)
-    if plan.target == "edgetpu" and floating:
+    if (plan.target == "edgetpu" or plan.target in ETHOS_U_TARGETS) and floating:
         raise ValidationError(f"not fully integer: {len(floating)} ops would stay float on the Edge TPU "
                               f"({', '.join(floating[:8])}); nothing written")
     gpu = gpu_report(content) if plan.target == "gpu" else []
-    tflm = None
-    if plan.target == "mcu":  # TensorFlow Lite Micro: arena, 0 LSB, budgets; the metadata records arena and flash
+    tflm = npu = None
+    if plan.target in ETHOS_U_TARGETS:  # Vela (or its table): every op on the NPU unless --allow-cpu-fallback
+        content, npu = ethos.finish(content, job.metadata(spec, plan.quantization), plan.target,
+                                    allow_cpu_fallback=spec.allow_cpu_fallback)
+        contract = []
+    elif plan.target == "mcu":  # TensorFlow Lite Micro: arena, 0 LSB, budgets; the metadata records arena and flash
         content, tflm, contract = micro.finish(content, job.metadata(spec, plan.quantization), job.prepared, spec,
                                                floating)
     else:
@@ -79,9 +87,12 @@ def _convert(job: Job, output: str, spec: ConvertSpec, *, force: bool) -> Report
         contract = edgetpu_gate(content) if plan.target == "edgetpu" else []
 
     result, latency = write_validated(content, output, job, threads=spec.threads, force=force)
+    if npu is not None:
+        ethos.write_compiled(npu, output, force=force)
     sources = [] if spec.c_source is None else write_c_sources(
         spec.c_source, content, source=output, resolver=tflm.resolver, arena_bytes=tflm.arena_bytes, force=force)
     return Report(**job.report_fields(output, content, result, latency, spec.threads, seconds),
                   quantization=plan.quantization, target=plan.target, io_type=plan.io_type, float_ops=floating,
                   gpu_unsupported=gpu, ops=counts, contract=contract, resize=policy_text(job.policy),
+                  ethos_u=npu.as_dict() if npu else {}, npu_lines=npu.lines() if npu else [],
                   arena_bytes=tflm and tflm.arena_bytes, micro=tflm.as_dict() if tflm else {}, c_sources=sources)

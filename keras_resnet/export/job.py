@@ -54,6 +54,8 @@ class Report:
     metadata: bool = False
     contract: list[str] = field(default_factory=list)  # ``resnet-edge check`` report (target edgetpu)
     resize: str = ""  # the runner's resize policy as the metadata states it, e.g. "center_crop 0.95 bicubic"
+    ethos_u: dict = field(default_factory=dict)  # targets ethos-u*: EthosResult's fields (keras_resnet.export.ethos)
+    npu_lines: list[str] = field(default_factory=list)  # targets ethos-u*: what EthosResult.lines() printed
     arena_bytes: int | None = None  # target mcu: the smallest tensor arena TFLM accepts (keras_resnet.export.micro)
     micro: dict = field(default_factory=dict)  # target mcu: MicroResult's fields (flash, LSB, resolver, allocations)
     c_sources: list[str] = field(default_factory=list)  # target mcu --c-source: the C++ files written
@@ -76,6 +78,7 @@ class Report:
                        f"GPU delegate would not run: {', '.join(self.gpu_unsupported)}")
         if self.float_ops and self.quantization == "int8":
             out.append(f"float ops left: {', '.join(self.float_ops)}")
+        out += self.npu_lines
         if self.micro:
             out += MicroResult(**self.micro).lines()
         if self.c_sources:

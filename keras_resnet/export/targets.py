@@ -11,6 +11,9 @@ decides again. Targets are presets:
              fall back to the CPU).
 ``edgetpu``  full int8 with int8/uint8 I/O, batch 1, TFLITE_BUILTINS_INT8 ops only; fails naming the
              ops if any tensor stays float.
+``ethos-u55-128`` (every Vela accelerator config, ``ethos-u55-32`` … ``ethos-u85-2048``)
+             Arm Ethos-U NPUs: full int8, int8 I/O, batch 1; compiled by Vela when installed
+             (keras_resnet.export.ethos), refused when an op would run on the CPU.
 ``mcu``      TensorFlow Lite Micro: full int8, int8 I/O, batch 1; the file runs in TFLM, which must match
              LiteRT's reference kernels to 0 LSB, and its tensor arena is measured (keras_resnet.export.micro).
 """
@@ -18,6 +21,8 @@ decides again. Targets are presets:
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from resnet_edge.choices import ETHOS_U_TARGETS
 
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.quant.tfmot_qat import is_qat_model
@@ -33,15 +38,26 @@ MIN_AGREEMENT = {"float32": 0.99, "float16": 0.99, "dynamic": 0.95, "int8": 0.95
 class TargetPlan:
     """What to produce, resolved from the spec and the model (see :func:`resolve_target`)."""
 
-    target: str  # cpu | gpu | edgetpu | mcu
+    target: str  # cpu | gpu | edgetpu | mcu | ethos-u*
     quantization: str  # the converter's mode; with ai-edge-quantizer: float32, the model it quantizes
     io_type: str  # the finished file's input/output type
     batch: int | None  # a fixed batch size (edgetpu: 1), else dynamic
     qat: bool  # a QAT model: int8 from its FakeQuant ranges, no calibration images
     calibrate: bool  # calibration images are needed (int8 PTQ, static aeq recipes, the aeq search)
     min_agreement: float  # the finished file's top-1 agreement with the Keras model must reach this
-    subsample: str = "space_to_depth"  # how option A's subsampling is traced (keras_resnet.model.blocks)
+    subsample: str  # how option A's subsampling is traced (keras_resnet.model.blocks): see subsample_for()
     recipe: str | None = None  # the ai-edge-quantizer recipe (``--quantizer aeq``), else None
+
+
+def subsample_for(target: str, recipe: str | None = None) -> str:
+    """How option A's subsampling is traced for ``target`` (:func:`keras_resnet.model.blocks.tflite_tracing`), the one
+    place this is decided. ``space_to_depth`` (SPACE_TO_DEPTH + channel slice) keeps the cpu graph one XNNPACK
+    partition and is within the Edge TPU compiler 16.0 table; Vela 5.2 has no SPACE_TO_DEPTH (measured, int8
+    ResNet-20 on ethos-u55-128: 2 ops left on the CPU with it, every op on the NPU with ``max_pool``, a 1x1/2
+    MAX_POOL_2D), and TFLite has no int16 SPACE_TO_DEPTH (ai-edge-quantizer's static_wi8_ai16)."""
+    if target in ETHOS_U_TARGETS or recipe == "static_wi8_ai16":
+        return "max_pool"
+    return "space_to_depth"
 
 
 def is_qat(model) -> bool:
@@ -65,7 +81,8 @@ def resolve_target(spec: ConvertSpec, model) -> TargetPlan:
     quantization, io_type, batch = _converter_choice(spec, qat)
     threshold = MIN_AGREEMENT[quantization] if spec.min_agreement is None else spec.min_agreement
     return TargetPlan(target=spec.target, quantization=quantization, io_type=io_type, batch=batch, qat=qat,
-                      calibrate=quantization == "int8" and not qat, min_agreement=threshold)
+                      calibrate=quantization == "int8" and not qat, min_agreement=threshold,
+                      subsample=subsample_for(spec.target))
 
 
 def _converter_choice(spec: ConvertSpec, qat: bool) -> tuple[str, str, int | None]:
@@ -83,6 +100,10 @@ def _converter_choice(spec: ConvertSpec, qat: bool) -> tuple[str, str, int | Non
         quantization, batch, io_type = "int8", 1, io_type or "uint8"
         if io_type == "float32":
             raise ConfigError("target edgetpu needs integer I/O: --io-type int8 or uint8")
+    elif spec.target in ETHOS_U_TARGETS:  # Vela: int8 (or int16) ops only; int8 I/O, static batch 1
+        if quantization not in (None, "int8") or io_type not in (None, "int8"):
+            raise ConfigError(f"target {spec.target} is full int8 with int8 I/O; drop --quantize/--io-type")
+        quantization, batch, io_type = "int8", 1, "int8"
     elif spec.target == "mcu":  # TensorFlow Lite Micro (keras_resnet.export.micro): int8 kernels, int8 I/O
         if quantization not in (None, "int8") or io_type not in (None, "int8"):
             raise ConfigError("target mcu is full int8 with int8 I/O; drop --quantize/--io-type")
@@ -108,5 +129,4 @@ def _aeq_plan(spec: ConvertSpec, qat: bool) -> TargetPlan:
         io_type=spec.io_type or ("int8" if recipe == "static_wi8_ai8" else "float32"),
         calibrate=recipe.startswith("static") or spec.max_accuracy_drop is not None,
         min_agreement=MIN_AGREEMENT["int8"] if spec.min_agreement is None else spec.min_agreement,
-        # TFLite has no int16 SPACE_TO_DEPTH: for int16 activations option A subsamples with a 1x1 MAX_POOL_2D
-        subsample="max_pool" if recipe == "static_wi8_ai16" else "space_to_depth")
+        subsample=subsample_for("cpu", recipe))

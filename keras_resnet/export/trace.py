@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_resnet.core import console, runlock
 from keras_resnet.core.errors import ConfigError, ModelFileError
-from keras_resnet.export.targets import is_qat
+from keras_resnet.export.targets import is_qat, subsample_for
 from keras_resnet.spec.conversion import MODES
 
 
@@ -38,7 +38,7 @@ def _input_spec(model, batch: int | None):
     return tf.TensorSpec((batch, *input_shape(model)), tf.float32, name="image")
 
 
-def _converter(model, batch: int | None, workdir: str, subsample: str = "space_to_depth"):
+def _converter(model, batch: int | None, workdir: str, subsample: str):
     from keras_resnet.model.blocks import tflite_tracing
 
     with tflite_tracing(subsample):  # option-A ChannelPadding as PAD, its subsampling as `subsample` (see there)
@@ -71,17 +71,19 @@ def _trace(model, batch: int | None, workdir: str):
 
 def convert_model(model, *, quantization: str = "float32", io_type: str = "float32", batch: int | None = None,
                   calibration: np.ndarray | None = None, temp_dir: str | None = None,
-                  subsample: str = "space_to_depth") -> bytes:
+                  subsample: str | None = None) -> bytes:
     """``.tflite`` bytes of ``model``. ``calibration``: model-ready float32 images for int8 PTQ. ``temp_dir``: where
     the temporary SavedModel folder goes (default: the system's temporary folder); it is removed afterwards, and
     one left by a killed conversion is removed by the next conversion there (see
     :func:`keras_resnet.export.job.open_output`). ``subsample``: how option A's subsampling is traced
-    (:func:`keras_resnet.model.blocks.tflite_tracing`)."""
+    (:func:`keras_resnet.model.blocks.tflite_tracing`): a :class:`~keras_resnet.export.targets.TargetPlan`'s, default
+    the cpu target's (:func:`keras_resnet.export.targets.subsample_for`)."""
     import tensorflow as tf
 
     if quantization not in MODES:
         raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(MODES)}")
     qat = is_qat(model)
+    subsample = subsample or subsample_for("cpu")
     if qat and quantization != "int8":
         raise ConfigError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resnet_edge.choices import INTERPOLATIONS, RESIZE_MODES, TARGETS
+from resnet_edge.choices import ETHOS_U_TARGETS, INTERPOLATIONS, RESIZE_MODES, TARGETS
 
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.spec.fields import (
@@ -44,8 +44,9 @@ class ConvertSpec:
                                          "default: by --target, int8 for QAT models", flag="--quantize",
                                    choices=MODES)
     target: str = opt("cpu", "cpu, gpu (float16 + GPU delegate report), edgetpu (full int8, batch 1, integer "
-                             "ops only) or mcu (TensorFlow Lite Micro: full int8, run in TFLM, tensor arena "
-                             "measured)", choices=TARGETS)
+                             "ops only), mcu (TensorFlow Lite Micro: full int8, run in TFLM, tensor arena "
+                             "measured) or ethos-u55-128 etc. (Arm Ethos-U NPUs: full int8, compiled by Vela "
+                             "into OUT_vela.tflite when installed)", choices=TARGETS)
     io_type: str | None = opt(None, "int8 models' input/output type (default int8; uint8 for edgetpu; with "
                                     "--quantizer aeq: int8 for static_wi8_ai8, else float32)", choices=IO_TYPES)
     calibration_data: str | None = opt(None, "images for int8 PTQ ranges: a dataset name, an .npz with x, or "
@@ -72,6 +73,8 @@ class ConvertSpec:
                                           "interpolation, else bilinear)", choices=INTERPOLATIONS)
     threads: int = opt(2, "interpreter threads for validation and the latency figure", parse=positive_int)
     name: str | None = opt(None, "the model name in the metadata (default: the file name)")
+    allow_cpu_fallback: bool = opt(False, "--target ethos-u*: write the file even when Vela (or its table) leaves "
+                                          "ops on the CPU instead of the NPU")
     # --target mcu (TensorFlow Lite Micro, keras_resnet.export.micro, docs/deploy.md "Microcontrollers")
     arena_budget: float | None = opt(None, "--target mcu: refuse the model (nothing written) when the tensor arena "
                                            "TFLM needs exceeds this many KiB", metavar="KIB", parse=finite)
@@ -121,6 +124,9 @@ class ConvertSpec:
                             validation_samples=self.validation_samples, threads=self.threads)
         check_agreement(self.min_agreement)
         self._check_mcu()
+        if self.allow_cpu_fallback and self.target not in ETHOS_U_TARGETS:
+            raise ConfigError(f"--allow-cpu-fallback needs an ethos-u target (--target ethos-u55-128, ...), "
+                              f"not {self.target}")
         for name in ("mean", "std"):
             values = getattr(self, name)
             if values is not None:
@@ -182,12 +188,13 @@ class ConvertSpec:
 class CheckSpec:
     """A deployment-contract check of a ``.tflite`` file (``keras-resnet check``, the same as ``resnet-edge check``)."""
 
-    target: str = opt("cpu", "cpu (XNNPACK), gpu (the GPU delegate), edgetpu (edgetpu_compiler 16.0) or "
-                             "mcu (TensorFlow Lite Micro's op table, int8 only)",
+    target: str = opt("cpu", "cpu (XNNPACK), gpu (the GPU delegate), edgetpu (edgetpu_compiler 16.0), "
+                             "mcu (TensorFlow Lite Micro's op table, int8 only) or ethos-u55-128 etc. (Vela 5.2's "
+                             "table, and Vela when installed)",
                       choices=TARGETS)
-    compiler: str | None = opt(None, "edgetpu_compiler to run for --target edgetpu (default: the one on PATH, if any)",
-                               metavar="PATH")
-    run_compiler: bool = opt(True, "never run edgetpu_compiler", negate="--no-compiler")
+    compiler: str | None = opt(None, "edgetpu_compiler to run for --target edgetpu, vela for --target ethos-u* "
+                                     "(default: the one installed, if any)", metavar="PATH")
+    run_compiler: bool = opt(True, "never run edgetpu_compiler or Vela", negate="--no-compiler")
     strict: bool = opt(False, "fail on fallbacks (ops that run elsewhere) too, not only on errors")
 
     def __post_init__(self) -> None:
