@@ -68,28 +68,23 @@ def shell_lines(body: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory) -> pathlib.Path:
-    """A digits ResNet-20 trained for one epoch on 256 images, and its int8 .tflite (made once per session)."""
-    from keras_resnet.cli.main import main
+def trained() -> dict[str, str]:
+    """The digits ResNet-20 of tests/shared_models.py (trained once for all test files) and its int8 .tflite."""
+    from shared_models import trained_digits_int8, trained_digits_model
 
-    folder = tmp_path_factory.mktemp("docs-model")
-    assert main(["train", "--model", "resnet20", "--dataset", "digits", "--epochs", "1", "--limit", "256",
-                 "--output", str(folder / "run")]) == 0
-    assert main(["convert", str(folder / "run" / "best.keras"), "--output", str(folder / "model.tflite"),
-                 "--quantize", "int8", "--calibration-data", "digits", "--min-agreement", "0"]) == 0
-    return folder
+    return {"keras": trained_digits_model(), "tflite": trained_digits_int8()}
 
 
-def workspace(root: pathlib.Path, trained: pathlib.Path) -> None:
+def workspace(root: pathlib.Path, trained: dict[str, str]) -> None:
     from PIL import Image
     from sklearn.datasets import load_digits
 
     home = root / "home"
     home.mkdir()
-    for name in ("model.keras", "MODEL.keras"):
-        shutil.copy(trained / "run" / "best.keras", root / name)
+    for name in ("model.keras", "MODEL.keras"):  # copyfile: the examples may overwrite them, the cache is read-only
+        shutil.copyfile(trained["keras"], root / name)
     for name in ("model.tflite", "MODEL.tflite"):
-        shutil.copy(trained / "model.tflite", root / name)
+        shutil.copyfile(trained["tflite"], root / name)
     digits = load_digits().images[:4]
     (root / "photos").mkdir()
     for i, d in enumerate(digits):
@@ -185,7 +180,8 @@ def python_context() -> dict:
 
     x, y = data.load("digits", "train")
     model = keras.saving.load_model("model.keras")
-    return {"model": model, "x_train": x[:256], "y_train": y[:256], "pixels": np.repeat(x[:4], 3, axis=-1)}
+    pixels = x[:4] if x.shape[-1] == 3 else np.repeat(x[:4], 3, axis=-1)
+    return {"model": model, "x_train": x[:256], "y_train": y[:256], "pixels": pixels}
 
 
 def test_directives_and_scaling_are_understood():
