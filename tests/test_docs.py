@@ -7,7 +7,7 @@ before it as ``<!-- docs-test: skip network: why -->`` (downloads, installs from
 
 The examples run as written at toy scale, so that the whole set fits the CI budget: ``--epochs N`` and
 ``epochs=N`` become 1 (``--warmup-epochs`` 0), ``keras-resnet train`` and ``Recipe(...)`` see 128 training images
-(``--limit 128`` / ``limit=128``). ``keras-resnet`` and ``resnet-edge`` lines run in this process through their
+(``--limit 128`` / ``limit=128``), and a ``train`` or ``qat`` line without ``--epochs`` gets ``--epochs 1``. ``keras-resnet`` and ``resnet-edge`` lines run in this process through their
 ``main``; a line with an environment prefix (``KERAS_BACKEND=jax ...``) or another program runs in bash. Each
 document's workspace holds what its examples name as given: a trained ``model.keras`` (also ``MODEL.keras``), its
 int8 ``model.tflite``, ``digit.png``, ``cat.jpg``, ``a.jpg``, ``b.png``, ``photos/``, ``images/``, ``~/flowers``,
@@ -62,8 +62,9 @@ def toy_scale(text: str) -> str:
 
 def shell_lines(body: str) -> list[str]:
     """The commands of a shell block, continuations joined; ``keras-resnet train`` gets ``--limit 128``."""
-    joined = re.sub(r"\\\n\s*", " ", body)
+    joined = re.sub(r"\s*\\\n\s*", " ", body)
     joined = re.sub(r"keras-resnet train (?!.*--limit)", "keras-resnet train --limit 128 ", joined)
+    joined = re.sub(r"keras-resnet (train|qat) (?!.*--epochs)", r"keras-resnet \1 --epochs 1 ", joined)  # defaults: 30, 2
     return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
@@ -189,6 +190,7 @@ def test_directives_and_scaling_are_understood():
         "keras-resnet train --epochs 1 --qat-epochs 1 --warmup-epochs 0")
     assert toy_scale("train(Recipe(model='r', epochs=30))") == "train(Recipe(limit=128, model='r', epochs=1))"
     assert shell_lines("a \\\n  b\n# c\n\nd # e\n") == ["a b", "d # e"]
-    assert shell_lines("keras-resnet train --model r") == ["keras-resnet train --limit 128 --model r"]
+    assert shell_lines("keras-resnet train --model r") == ["keras-resnet train --epochs 1 --limit 128 --model r"]
+    assert shell_lines("keras-resnet qat m.keras --epochs 1") == ["keras-resnet qat m.keras --epochs 1"]
     for document in DOCUMENTS:
         blocks(document)  # every directive parses
