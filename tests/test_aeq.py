@@ -61,14 +61,14 @@ def test_bad_recipe_and_option_mixes_are_one_error_line(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def digits_model(tmp_path_factory) -> str:
+def digits_model() -> str:
     pytest.importorskip("ai_edge_quantizer")
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("resnet_edge")
     pytest.importorskip("keras")
-    from test_quantize import trained_digits_model
+    from shared_models import trained_digits_model
 
-    return trained_digits_model(tmp_path_factory)
+    return trained_digits_model()
 
 
 COMMON = ["--calibration-data", "digits", "--calibration-samples", "64", "--validation-data", "digits",

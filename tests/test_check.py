@@ -59,7 +59,7 @@ def test_convert_edgetpu_gate(tmp_path, monkeypatch):
     compiler would refuse (CONV_2D v6, as newer converters emit) is not written."""
     pytest.importorskip("keras")
     pytest.importorskip("ai_edge_litert")
-    from test_quantize import trained_digits_model
+    from shared_models import trained_digits_model
 
     from keras_resnet.core.errors import ValidationError
     from keras_resnet.data import datasets as data
@@ -67,11 +67,7 @@ def test_convert_edgetpu_gate(tmp_path, monkeypatch):
     from keras_resnet.io.model_io import load_model
     from keras_resnet.quant import tfmot_qat as Q
 
-    class Factory:
-        def getbasetemp(self):
-            return tmp_path
-
-    trained = trained_digits_model(Factory())
+    trained = trained_digits_model()
     qat = Q.quantize_model(load_model(trained))
     x, _ = data.load("digits", "train")
     Q.calibrate_ranges(qat, x, batches=2)

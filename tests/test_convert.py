@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def digits_model(tmp_path_factory) -> str:
-    from test_quantize import trained_digits_model
+def digits_model() -> str:
+    from shared_models import trained_digits_model
 
-    return trained_digits_model(tmp_path_factory)
+    return trained_digits_model()
 
 
 @pytest.mark.isa

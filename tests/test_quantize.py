@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from shared_models import trained_digits_model  # noqa: F401 (tests/test_micro.py imports it from here)
 
 keras = pytest.importorskip("keras")
 if importlib.util.find_spec("tensorflow_model_optimization") is None:  # not imported here: it sets
@@ -30,25 +31,9 @@ def _with_normalization(name: str, size: int = 32, **kwargs):
     return build_model(name, weights=None, input_tensor=x, name=name, **kwargs)
 
 
-def trained_digits_model(tmp_path_factory) -> str:
-    """ResNet-20 trained briefly on digits (~97% test accuracy), shared by the QAT and convert tests."""
-    path = tmp_path_factory.getbasetemp() / "resnet20_digits.keras"
-    if not path.exists():
-        from keras_resnet.data import datasets as data
-        from keras_resnet.train import recipe as train
-
-        keras.utils.set_random_seed(0)
-        model = train.model_for_dataset("resnet20", data.info("digits"))
-        x, y = data.load("digits", "train")
-        model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
-        model.fit(x.astype("float32"), y, epochs=8, batch_size=64, verbose=0)
-        model.save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="session")
-def digits_model(tmp_path_factory) -> str:
-    return trained_digits_model(tmp_path_factory)
+def digits_model() -> str:
+    return trained_digits_model()
 
 
 FAMILIES = [
