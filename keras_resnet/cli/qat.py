@@ -20,6 +20,7 @@ def qat_command(args: argparse.Namespace) -> int:
     result = engine_fine_tune(args.model, spec, args.output, force=args.force, unsafe=args.unsafe, verbose=2)
     engine = "native Keras engine" if spec.engine == "keras" else "tfmot engine"
     print(f"float accuracy {result.float_accuracy:.4f}  QAT accuracy {result.accuracy:.4f}  "
-          f"({result.epochs} epochs, {result.seconds:.0f} s, {engine}, backend {keras.backend.backend()})  "
+          f"({result.epochs} epochs, {result.seconds:.0f} s, {engine}, backend {keras.backend.backend()}"
+          f"{result.jit_text()})  "
           f"-> {result.path}")
     return 0

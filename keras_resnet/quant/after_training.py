@@ -26,11 +26,14 @@ def qat_after_training(recipe: Recipe, run: TrainRun) -> dict:
         return {"path": path, "engine": run.qat_engine}
     print(f"QAT: fine-tuning a quantization-aware copy of best.keras for {run.qat_epochs} epochs "
           f"({run.qat_engine} engine)", flush=True)
-    spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs, engine=run.qat_engine)
+    spec = QATSpec(dataset=recipe.dataset, data_dir=recipe.data_dir, epochs=run.qat_epochs, engine=run.qat_engine,
+                   jit=run.jit)
     result = engine_fine_tune(os.path.join(output, "best.keras"), spec, path, verbose=2 if run.verbose else 0)
-    print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}); wrote {path}", flush=True)
+    print(f"QAT: test accuracy {result.accuracy:.2%} (float {result.float_accuracy:.2%}{result.jit_text()}); wrote "
+          f"{path}", flush=True)
     return {"path": path, "engine": run.qat_engine, "accuracy": result.accuracy,
-            "float_accuracy": result.float_accuracy, "epochs": result.epochs, "seconds": round(result.seconds, 1)}
+            "float_accuracy": result.float_accuracy, "epochs": result.epochs, "seconds": round(result.seconds, 1),
+            "jit": result.jit}
 
 
 def train_then_qat(recipe: Recipe, run: TrainRun) -> dict:

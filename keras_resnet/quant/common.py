@@ -99,6 +99,13 @@ class QATResult:
     float_accuracy: float  # the model before QAT, test split
     epochs: int
     seconds: float
+    jit: dict | None = None  # the fine-tuning's compile mode (keras_resnet.train.jit's Jit.record); None: no epochs
+
+    def jit_text(self) -> str:
+        """``, XLA on (auto: ...)`` for the printed result line ("" without fine-tuning)."""
+        if not self.jit:
+            return ""
+        return f", XLA {'on' if self.jit['used'] else 'off'} ({self.jit['requested']}: {self.jit['reason']})"
 
 
 def accuracy(model, x, y, batch_size: int = 128) -> float:

@@ -51,6 +51,7 @@ from keras_resnet.quant.native_layers import (
     is_native_qat,
     qat_layers,
 )
+from keras_resnet.train import jit as jit_lib
 
 # Layer kinds the rewrite handles besides WEIGHTED (QATConv), by what it does with them.
 _AFFINE = {"BatchNormalization", "Normalization"}
@@ -285,8 +286,10 @@ def save(qat_model, path: str, *, force: bool = False, preprocessing: dict | Non
 
 
 def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_rate: float = 1e-3,
-              validation: tuple | None = None, verbose: int = 0, seed: int = 0):
-    """``model.fit`` with SGD (momentum 0.9): the same optimizer the tfmot engine uses; returns the History."""
+              validation: tuple | None = None, verbose: int = 0, seed: int = 0, jit: jit_lib.Jit | str = "auto"):
+    """``model.fit`` with SGD (momentum 0.9): the same optimizer the tfmot engine uses; returns the History.
+    ``jit``: ``--jit`` or a :class:`~keras_resnet.train.jit.Jit` (its ``used`` is set here)."""
+    jit = jit_lib.choose(jit) if isinstance(jit, str) else jit
     keras.utils.set_random_seed(seed)
     last = qat_model.layers[-1]
     softmax = (isinstance(last, QATConv) and last.activation == "softmax") or (
@@ -294,11 +297,12 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
     from_logits = not softmax
     qat_model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-                      metrics=["accuracy"])
-    return qat_model.fit(np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
-                         validation_data=None if validation is None else
-                         (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
-                         verbose=verbose, shuffle=True)
+                      metrics=["accuracy"], jit_compile=jit.setting)
+    jit.compiled(qat_model)
+    return jit_lib.fit(qat_model, jit, np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
+                       validation_data=None if validation is None else
+                       (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
+                       verbose=verbose, shuffle=True)
 
 
 def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False, unsafe: bool = False,
@@ -316,11 +320,12 @@ def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False,
     # cost 0.5-0.9 pt on Fashion-MNIST (ResNet-20/56, docs/results.md, stage q): the moving statistics went stale.
     qat = quantize_model(job.model)
     calibrate(qat, x_train)
+    jit = jit_lib.choose(spec.jit)
     if spec.epochs:
         fine_tune(qat, x_train, y_train, epochs=spec.epochs, batch_size=spec.batch_size,
-                  learning_rate=spec.learning_rate, validation=job.val, verbose=verbose)
+                  learning_rate=spec.learning_rate, validation=job.val, verbose=verbose, jit=jit)
     freeze(qat)
     qat_accuracy = accuracy(qat, *job.test)
     save(qat, output_path, force=force, preprocessing=job.preprocessing)
     return QATResult(os.fspath(output_path), qat_accuracy, job.float_accuracy, spec.epochs,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, jit.record() if spec.epochs else None)

@@ -30,6 +30,7 @@ from keras_resnet.io.preprocessing import preprocessing_path
 from keras_resnet.quant.common import QATResult, accuracy, load_for_qat
 from keras_resnet.quant.tf_keras_twin import FOLDABLE_INTO, TranslationError, to_tf_keras
 from keras_resnet.spec.commands import QATSpec
+from keras_resnet.train import jit as jit_lib
 
 # Layers without a tfmot rule that TFLite runs as one int8 op: quantize their output only.
 _OUTPUT_ONLY = {"Rescaling", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "Normalization",
@@ -147,8 +148,10 @@ def _from_logits(model) -> bool:
 
 
 def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_rate: float = 1e-3,
-              validation: tuple | None = None, from_logits: bool = False, verbose: int = 0, seed: int = 0):
-    """Train a QAT model briefly with SGD (momentum 0.9); returns the tf_keras History.
+              validation: tuple | None = None, from_logits: bool = False, verbose: int = 0, seed: int = 0,
+              jit: jit_lib.Jit | str = "auto"):
+    """Train a QAT model briefly with SGD (momentum 0.9); returns the tf_keras History. ``jit``: ``--jit`` or a
+    :class:`~keras_resnet.train.jit.Jit` for the TensorFlow backend (its ``used`` is set here).
 
     Frozen layers stay frozen: tfmot's QuantizeWrapper trains the weights it quantizes even when its
     layer is not trainable, so their values are put back after every step (the input Normalization,
@@ -167,16 +170,19 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
             for weight, value in zip(frozen, values, strict=True):
                 weight.assign(value)
 
+    jit = jit_lib.choose(jit, backend="tensorflow") if isinstance(jit, str) else jit
     tf.random.set_seed(seed)
     qat_model.compile(
         optimizer=tf_keras.optimizers.SGD(learning_rate, momentum=0.9),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
+        jit_compile=None if jit.setting == jit_lib.KERAS_AUTO else jit.setting,  # tf_keras' "auto" is None
     )
-    return qat_model.fit(np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
-                         validation_data=None if validation is None else
-                         (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
-                         verbose=verbose, shuffle=True, callbacks=[KeepFrozen()] if frozen else None)
+    jit.compiled(qat_model)
+    return jit_lib.fit(qat_model, jit, np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
+                       validation_data=None if validation is None else
+                       (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
+                       verbose=verbose, shuffle=True, callbacks=[KeepFrozen()] if frozen else None)
 
 
 def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool = False, unsafe: bool = False,
@@ -193,13 +199,14 @@ def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool
     x_train, y_train = job.train
     qat = quantize_model(job.model)
     calibrate_ranges(qat, x_train)
+    jit = jit_lib.choose(spec.jit, backend="tensorflow")  # tf_keras runs on TensorFlow whatever KERAS_BACKEND says
     if spec.epochs:
         fine_tune(qat, x_train, y_train, epochs=spec.epochs, batch_size=spec.batch_size,
                   learning_rate=spec.learning_rate, validation=job.val, from_logits=_from_logits(job.model),
-                  verbose=verbose)
+                  verbose=verbose, jit=jit)
     qat_accuracy = accuracy(qat, *job.test)
     save_qat_model(qat, output_path, force=force)
     if job.preprocessing is not None:  # an .h5 holds no extra entry: the record goes next to it, where convert looks
         atomic_write(preprocessing_path(output_path), json.dumps(job.preprocessing, indent=1) + "\n", force=True)
     return QATResult(os.fspath(output_path), qat_accuracy, job.float_accuracy, spec.epochs,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, jit.record() if spec.epochs else None)

@@ -11,6 +11,7 @@ from keras_resnet.core.errors import ConfigError
 from keras_resnet.spec.fields import (
     DATASET_HELP,
     DEFAULT_QAT_ENGINE,
+    JIT_MODES,
     QAT_ENGINES,
     check_agreement,
     check_finite,
@@ -35,9 +36,11 @@ class QATSpec:
     batch_size: int = opt(64, "batch size", parse=positive_int)
     learning_rate: float = opt(1e-3, "SGD learning rate", parse=finite)
     engine: str = shared("qat_engine", DEFAULT_QAT_ENGINE)
+    jit: str = shared("jit", "auto")
 
     def __post_init__(self) -> None:
         check_choice("engine", self.engine, QAT_ENGINES)
+        check_choice("--jit", self.jit, JIT_MODES)
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0; got {self.epochs!r}")
         check_positive_int("qat", batch_size=self.batch_size)

@@ -28,6 +28,8 @@ QAT_ENGINES = ("tfmot", "keras")
 # The native engine met issue 12's accuracy targets against float and tfmot on ResNet-20, ResNet-20V2 and ResNet-56
 # (Fashion-MNIST, docs/results.md stage q); tfmot stays selectable as the reference.
 DEFAULT_QAT_ENGINE = "keras"
+# --jit: whether training compiles its steps with XLA (jit_compile); auto is keras_resnet.train.jit's rule.
+JIT_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,10 @@ SHARED: dict[str, Flag] = {
     "qat_engine": Flag("keras: native Keras 3 QAT (keras_resnet.quant.native_qat), any backend, writes .keras; tfmot: "
                        "tensorflow-model-optimization on a tf_keras twin, TensorFlow only, writes .h5",
                        choices=QAT_ENGINES),
+    "jit": Flag("XLA compilation of the training steps (Keras' jit_compile): auto picks it for the backend and "
+                "machine (TensorFlow on a CPU-only x86 machine: on without AVX-512, off with it; JAX always compiles; "
+                "GPUs: Keras' choice) and falls back to no XLA, with a warning, where XLA cannot compile the model; "
+                "on: an error there (docs/training.md, \"Compile mode\")", choices=JIT_MODES),
     "min_agreement": Flag("refuse a .tflite whose top-1 agreement with the Keras model is below this, in [0, 1] "
                           "(default 0.99 float32/float16, 0.95 dynamic/int8)", parse=finite),
 }

@@ -12,6 +12,7 @@ from typing import Any
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.spec.fields import (
     DEFAULT_QAT_ENGINE,
+    JIT_MODES,
     QAT_ENGINES,
     check_finite,
     check_positive_int,
@@ -174,6 +175,7 @@ class TrainRun:
                              "OUTPUT/qat.keras (--qat-engine keras) or OUTPUT/qat.h5 (--qat-engine tfmot), for "
                              "`keras-resnet convert`", parse=int)
     qat_engine: str = shared("qat_engine", DEFAULT_QAT_ENGINE)
+    jit: str = shared("jit", "auto")
     verbose: int = opt(1, "0 silent, 1 progress bar, 2 one line per epoch", parse=int, choices=(0, 1, 2))
     json: bool = shared("json", False)
 
@@ -182,3 +184,4 @@ class TrainRun:
             raise ConfigError(f"--qat-epochs must be >= 0; got {self.qat_epochs}")
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("--qat-engine", self.qat_engine, QAT_ENGINES)
+        check_choice("--jit", self.jit, JIT_MODES)

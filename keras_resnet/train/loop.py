@@ -33,6 +33,7 @@ from keras_resnet.data import pipeline
 from keras_resnet.spec.recipe import Recipe, TrainRun
 from keras_resnet.spec.specs import model_spec, normalize_name
 from keras_resnet.train import callbacks as callbacks_lib
+from keras_resnet.train import jit as jit_lib
 from keras_resnet.train.distribute import (
     backend_info,
     backend_text,
@@ -50,7 +51,7 @@ def run_training(recipe: Recipe, run: TrainRun | None = None) -> dict:
     """``keras-resnet train``: :func:`train` ``recipe`` as ``run`` says (output folder, strategy, verbosity);
     returns the summary. A ``recipe.init`` file is loaded and fine-tuned by :func:`train`."""
     run = run or TrainRun()
-    return train(recipe, run_output(recipe, run), strategy=run.strategy, verbose=run.verbose)
+    return train(recipe, run_output(recipe, run), strategy=run.strategy, verbose=run.verbose, jit=run.jit)
 
 
 def run_output(recipe: Recipe, run: TrainRun) -> str:
@@ -65,7 +66,7 @@ def default_output(recipe: Recipe) -> str:
 
 
 def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", verbose: int | str = 1,
-          init_model=None) -> dict:
+          init_model=None, jit: str = "auto") -> dict:
     """Train ``recipe.model`` on ``recipe.dataset``; write the run to ``output``; return the summary.
 
     ``output`` defaults to ``runs/MODEL-DATASET``. Restarting with the same recipe resumes after the last
@@ -74,7 +75,8 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
     ``recipe.init`` (fine-tuning) starts from that model file, loaded through the safe loader
     (:func:`keras_resnet.train.finetune.load_init`: folder images at its input size unless ``recipe.image_size``
     says otherwise; its preprocessing record follows to ``best.keras`` and ``last.keras``), or from ``init_model``
-    when given (that file, already loaded). The run is named after the file.
+    when given (that file, already loaded). The run is named after the file. ``jit``: XLA ``auto``, ``on`` or
+    ``off`` (:mod:`keras_resnet.train.jit`; ``summary["jit"]`` says what ran).
     """
     start = time.perf_counter()
     preprocessing = None
@@ -92,7 +94,7 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
     distribution = make_strategy(strategy)  # first: multi-worker collectives must be set up before any TF op
     chief = is_chief(distribution)
     if not chief:
-        return _train(recipe, output, shown, distribution, chief, verbose, start, init_model)
+        return _train(recipe, output, shown, distribution, chief, verbose, start, init_model, jit)
     created = not os.path.exists(output)
     try:
         os.makedirs(output, exist_ok=True)
@@ -101,7 +103,7 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
     try:
         with runlock.hold(output, shown):  # one run per folder; a second one fails here, before loading data
             runlock.remove_leftovers(output)  # what killed runs left: ours now that we hold the lock
-            summary = _train(recipe, output, shown, distribution, chief, verbose, start, init_model)
+            summary = _train(recipe, output, shown, distribution, chief, verbose, start, init_model, jit)
             if preprocessing is not None:  # the source's crop/resize policy follows the fine-tuned models
                 write_preprocessing(output, preprocessing)
             return summary
@@ -112,7 +114,7 @@ def train(recipe: Recipe, output: str | None = None, *, strategy: str = "auto", 
 
 
 def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, verbose, start: float,
-           init_model=None) -> dict:
+           init_model=None, jit: str = "auto") -> dict:
     dataset, data_dir, image_size = recipe.dataset, recipe.data_dir, recipe.image_size
     folder = {"image_size": image_size, "bad_images": recipe.bad_images}  # used by folder datasets only
     info = data_lib.info(dataset, data_dir, **folder)
@@ -135,7 +137,7 @@ def _train(recipe: Recipe, output: str, shown: str, distribution, chief: bool, v
         raise OutputError(f"cannot create output folder {workdir}: {error.strerror}") from error
     try:
         return _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
-                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start, shown, init_model)
+                    (x_train, y_train), (x_val, y_val), (x_test, y_test), verbose, start, shown, init_model, jit)
     finally:
         if not chief:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -162,7 +164,7 @@ def _pipelines(recipe: Recipe, info, train_data, val_data, test_data, multiworke
 
 
 def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker, train_data, val_data,
-         test_data, verbose, start, shown=None, init_model=None) -> dict:
+         test_data, verbose, start, shown=None, init_model=None, jit_mode: str = "auto") -> dict:
     state = RunState(workdir, write=True)
     recipe_dict = asdict(recipe)
     # Every worker resumes from the chief's committed state (OUTPUT on a shared file system for multi-worker).
@@ -182,7 +184,9 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         else:
             model = model_for_dataset(recipe.model, info, mixed_precision=recipe.mixed_precision,
                                       weight_decay=recipe.weight_decay, **recipe.builder_options)
-        compile_model(model, recipe, steps, info.num_classes)
+        jit = jit_lib.choose(jit_mode, distributed=strategy_name(distribution) != "default")
+        compile_model(model, recipe, steps, info.num_classes, jit_compile=jit.setting)
+        jit.compiled(model)
         if backup_file:
             model.optimizer.build(model.trainable_variables)
             model.load_weights(backup_file)  # weights and optimizer state (iterations, momentum)
@@ -197,7 +201,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         print(f"{recipe.model}: {params:,} parameters; {info.name}: {n_train} train / {len(val_data[0])} val / "
               f"{len(test_data[0])} test images {info.image_shape}; {recipe.epochs} epochs of {steps} steps, "
               f"batch {recipe.batch_size} on {replicas} replica(s), lr {recipe.base_lr():g} ({recipe.schedule}); "
-              f"backend {backend_text(backend)}; {where}; output {output}", flush=True)
+              f"backend {backend_text(backend)}, {jit.text()}; {where}; output {output}", flush=True)
     train_ds, val_ds, test_ds = _pipelines(recipe, info, train_data, val_data, test_data, multiworker)
     ema = bool(recipe.ema_decay)
     epoch_end = callbacks_lib.epoch_end_class()(state, state.backup, n_train, shown=shown or output, ema=ema)
@@ -205,8 +209,8 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
     with compat.multiworker_workarounds(model, distribution) if multiworker else contextlib.nullcontext():
         if state.epoch < recipe.epochs:
             callbacks = [epoch_end, *callbacks_lib.tensorboard_callbacks(os.path.join(workdir, "logs"), verbose)]
-            model.fit(train_ds, validation_data=val_ds, epochs=recipe.epochs, initial_epoch=state.epoch,
-                      shuffle=False, callbacks=callbacks, verbose=verbose)
+            jit_lib.fit(model, jit, train_ds, validation_data=val_ds, epochs=recipe.epochs,
+                        initial_epoch=state.epoch, shuffle=False, callbacks=callbacks, verbose=verbose)
 
         if ema and state.last_file:  # the published last epoch: its moving average (fit also ends on it)
             model.load_weights(os.path.join(state.backup, state.last_file))
@@ -235,6 +239,7 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
                    "loss": {"bce": "binary_crossentropy"}.get(recipe.loss, "categorical_crossentropy" if
                                                                  recipe.one_hot else "sparse_categorical_crossentropy")},
         "backend": backend,
+        "jit": jit.record(),
         "distribution": {"strategy": strategy_name(distribution), "replicas": replicas},
         "epochs_completed": state.epoch,
         "best_epoch": state.best["epoch"] if state.best else None,
@@ -262,5 +267,6 @@ def _summary_text(s: dict) -> str:
     return (f"done: {s['model']} on {s['data']['name']}, {s['epochs_completed']} epochs in {s['train_time_s']:.1f} s "
             f"({s['images_per_s']} images/s). best epoch {s['best_epoch']} (val accuracy "
             f"{m.get('val_accuracy', float('nan')):.2%} at the end); test accuracy {m['test_accuracy']:.2%}{top5} "
-            f"(last epoch: {m['last_test_accuracy']:.2%}); backend {backend_text(s['backend'])}. files in "
+            f"(last epoch: {m['last_test_accuracy']:.2%}); backend {backend_text(s['backend'])}, XLA "
+            f"{'on' if s.get('jit', {}).get('used') else 'off'}. files in "
             f"{os.path.dirname(s['files']['best.keras'])}")

@@ -67,13 +67,15 @@ def _dtype_policy(policy: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int) -> None:
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int, *,
+                  jit_compile: bool | str = "auto") -> None:
     """SGD + momentum with the recipe's schedule, sparse cross-entropy, accuracy (and top-5 above 5 classes).
 
     One-hot targets (label smoothing, mixup/cutmix, BCE: ``recipe.one_hot``) take the categorical loss and
     metrics. ``loss="bce"``: Keras' BinaryCrossentropy, which on a softmax output reads the classifier's logits
     (Keras' ``_keras_logits``), so it is timm's sigmoid BCE on the logits (tests/test_recipe.py checks the value).
     ``ema_decay``: the optimizer keeps the moving average (Keras' ``use_ema``), saved with its state.
+    ``jit_compile``: XLA or not, as :mod:`keras_resnet.train.jit` decides (``"auto"``: Keras' choice).
     """
     import keras
 
@@ -95,7 +97,7 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, num_classes: int)
         loss = "sparse_categorical_crossentropy"
     ema = {"use_ema": True, "ema_momentum": recipe.ema_decay} if recipe.ema_decay else {}
     model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=recipe.momentum, **ema), loss=loss,
-                  metrics=metrics)
+                  metrics=metrics, jit_compile=jit_compile)
 
 
 def one_hot_labels(dataset, num_classes: int):
