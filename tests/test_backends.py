@@ -206,7 +206,8 @@ def test_train_resume_and_evaluate(tmp_path, backend):
     result = run(*args, env=_env(backend), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     version = importlib.metadata.version(backend)
-    assert f"backend {backend} {version}; resuming after epoch {killed_at}" in result.stdout
+    start_line = next(line for line in result.stdout.splitlines() if "resuming after epoch" in line)
+    assert f"backend {backend} {version}, " in start_line and f"; resuming after epoch {killed_at};" in start_line
     summary = _last_json(result.stdout)
     assert summary == json.loads((out / "summary.json").read_text())
     assert summary["backend"] == {"name": backend, "version": version}
