@@ -9,7 +9,10 @@ from typing import Literal
 
 import numpy as np
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+# the split names are defined once, with `evaluate --split`'s choices
+from keras_resnet.spec.commands import SPLITS
+
+__all__ = ["SEED", "SPLITS", "Split", "stratified_split", "three_way"]
 SEED = 1234  # the fixed split seed: the same images land in the same split on every machine
 
 Split = Literal["train", "val", "test"]
