@@ -124,6 +124,38 @@ def test_keras_resnet_train_models_keep_their_normalization(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
 
 
+def test_the_cpu_target_traces_flatten_with_a_static_shape_and_runs_any_batch(tmp_path):
+    """Keras 3's Flatten reshapes to (shape(x)[0], n): traced with an open batch that was SHAPE/STRIDED_SLICE/PACK
+    feeding RESHAPE, and LiteRT's CompiledModel failed validation at batch 8 with a traceback. Converted, the file
+    has one RESHAPE to a constant shape and runs batches of 8 and 3 in resnet-edge as the Keras model does."""
+    from resnet_edge import Classifier
+
+    from keras_resnet.data import datasets
+    from keras_resnet.export.convert import convert
+    from keras_resnet.export.trace import static_flatten
+    from keras_resnet.train.recipe import model_for_dataset
+
+    keras.utils.set_random_seed(0)
+    model = model_for_dataset("resnet8", datasets.info("digits"))
+    model.save(tmp_path / "r8.keras")
+    out = tmp_path / "r8.tflite"
+    report = convert(str(tmp_path / "r8.keras"), str(out), quantization="float32", dataset="digits",
+                     validation_samples=16)
+    assert report.ops.get("RESHAPE") == 1 and not {"SHAPE", "STRIDED_SLICE", "PACK"} & set(report.ops), report.ops
+    assert report.agreement == 1.0
+    x = images(11)
+    runner = Classifier(str(out), threads=1)
+    assert runner.engine.input.dynamic_batch
+    for batch in (x[:8], x[8:]):
+        np.testing.assert_allclose(runner.predict_arrays(batch), model.predict(batch, verbose=0), atol=1e-5)
+    sequential = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    traced = static_flatten(sequential)
+    assert not any(isinstance(layer, keras.layers.Flatten) for layer in traced.layers)
+    assert traced.weights[0] is sequential.weights[0]
+    y = images(2)[:, :4, :4, :2]
+    np.testing.assert_array_equal(traced.predict(y, verbose=0), sequential.predict(y, verbose=0))
+
+
 def _replace_dataset(name, value):
     def tamper(f):
         del f[name]

@@ -60,6 +60,7 @@ def _trace(model, batch: int | None, workdir: str):
         return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(spec)], holder)
     import keras
 
+    model = static_flatten(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", lambda image: model(image, training=False), input_signature=[spec])
@@ -67,6 +68,45 @@ def _trace(model, batch: int | None, workdir: str):
     with contextlib.redirect_stdout(io.StringIO()):
         archive.write_out(path, verbose=False)
     return tf.lite.TFLiteConverter.from_saved_model(path)
+
+
+def static_flatten(model):
+    """``model``, its Keras 3 ``Flatten`` layers traced as a RESHAPE to the constant shape ``[-1, n]``.
+
+    Keras 3's ``Flatten`` reshapes to ``(ops.shape(x)[0], n)``: with the batch dimension left open (the cpu and gpu
+    targets) the converter cannot fold that, and the file computes the shape at run time (SHAPE, STRIDED_SLICE, PACK
+    feeding RESHAPE): three more ops, none of them XNNPACK's (one more CPU partition), and LiteRT's CompiledModel
+    cannot resize such a file's batch (``ReadTensorToBuffer: destination buffer is larger than the tensor buffer``).
+    The layer's non-batch dimensions are static, so the shape is a constant here, as tf_keras' ``Flatten`` traces it.
+    A model without such a Flatten (or subclassed, not a graph of layers) is returned unchanged; otherwise a
+    Functional copy that shares every layer (and so every weight) of ``model``."""
+    import math
+
+    import keras
+
+    def static(layer) -> bool:
+        return isinstance(layer, keras.layers.Flatten) and layer.data_format == "channels_last"
+
+    if not isinstance(model, keras.Model) or not any(static(layer) for layer in model.layers):
+        return model
+    if isinstance(model, keras.Sequential):  # call_function walks Functional graphs: the same layers as one
+        try:
+            model = keras.Model(model.inputs, model.outputs, name=model.name)
+        except (ValueError, TypeError, AttributeError):  # never built on an Input: traced as it is
+            return model
+
+    def call(layer, *args, **kwargs):
+        if not static(layer) or len(args) != 1 or kwargs:
+            return layer(*args, **kwargs)
+        dims = tuple(args[0].shape[1:])
+        if not dims or any(d is None for d in dims):
+            return layer(*args, **kwargs)
+        return keras.ops.reshape(args[0], (-1, math.prod(int(d) for d in dims)))
+
+    try:
+        return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    except (ValueError, TypeError):  # not a Functional graph clone_model can walk: traced as it is
+        return model
 
 
 def convert_model(model, *, quantization: str = "float32", io_type: str = "float32", batch: int | None = None,

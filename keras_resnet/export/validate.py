@@ -46,10 +46,14 @@ def compare(runner, model, pixels: np.ndarray, prepared: np.ndarray, y: np.ndarr
 def measure(path: str, job: Job, threads: int) -> tuple[dict, float]:
     """(:func:`compare` of the ``.tflite`` at ``path`` in resnet-edge with the Keras model on the validation images,
     median batch-1 latency in ms over :data:`LATENCY_RUNS` runs)."""
+    from resnet_edge import ModelError, RuntimeUnavailable
+
     runner = _runner(path, threads, safe=False)  # our own converter's output: no child-process guard
     try:
         result = compare(runner, job.model, job.x_val, job.prepared, job.y_val)
         latency = runner.benchmark(runs=LATENCY_RUNS, warmup=3, batch=1)["median_ms"]
+    except (ModelError, RuntimeUnavailable) as error:  # e.g. a batch the runtime cannot resize the file to
+        raise ModelFileError(f"resnet-edge cannot run the converted file: {error}; nothing written") from error
     finally:
         del runner
     return result, latency
