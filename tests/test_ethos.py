@@ -103,6 +103,10 @@ def test_cpu_ops_refuse_the_conversion_unless_allowed(contracts):
     content = contracts["resnet20-ptq"]["cpu"]
     with pytest.raises(ValidationError, match="SPACE_TO_DEPTH#"):
         ethos.finish(content, {"schema": 1}, "ethos-u55-128", allow_cpu_fallback=False)
-    written, result = ethos.finish(content, {"schema": 1}, "ethos-u55-128", allow_cpu_fallback=True)
+    written, result = ethos.finish(content, {"schema": 1}, "ethos-u55-128", allow_cpu_fallback=True,
+                                   output="/some/folder/m.tflite")
     assert result.ops["SPACE_TO_DEPTH"] == {"npu": 0, "cpu": 2}
-    assert read_metadata(written)["ethos_u"]["ops"]["SPACE_TO_DEPTH"]["cpu"] == 2
+    meta = read_metadata(written)["ethos_u"]
+    assert meta["ops"]["SPACE_TO_DEPTH"]["cpu"] == 2
+    # the compiled file's name beside the output, no folder of this machine; none without Vela
+    assert meta["compiled_path"] == ("m_vela.tflite" if result.vela else None)

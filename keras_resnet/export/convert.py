@@ -77,7 +77,7 @@ def _convert(job: Job, output: str, spec: ConvertSpec, *, force: bool) -> Report
     tflm = npu = None
     if plan.target in ETHOS_U_TARGETS:  # Vela (or its table): every op on the NPU unless --allow-cpu-fallback
         content, npu = ethos.finish(content, job.metadata(spec, plan.quantization), plan.target,
-                                    allow_cpu_fallback=spec.allow_cpu_fallback)
+                                    allow_cpu_fallback=spec.allow_cpu_fallback, output=output)
         contract = []
     elif plan.target == "mcu":  # TensorFlow Lite Micro: arena, 0 LSB, budgets; the metadata records arena and flash
         content, tflm, contract = micro.finish(content, job.metadata(spec, plan.quantization), job.prepared, spec,

@@ -76,7 +76,7 @@ class EthosResult:
             out.append("Vela not installed: the NPU mapping was checked against Vela 5.2's tables only "
                        "(pip install 'keras-resnets[ethos]')")
         if self.compiled_path:
-            out.append(f"wrote {self.compiled_path} (Vela's compiled file)")
+            out.append(f"wrote {self.compiled_path} beside it (Vela's compiled file)")
         return out
 
 
@@ -104,15 +104,19 @@ def ethos_check(content: bytes, target: str, *, vela: bool | str | None = None) 
                        cpu_ops=cpu, vela=figures, compiled=report.compiled)
 
 
-def finish(content: bytes, meta: dict, target: str, *, allow_cpu_fallback: bool) -> tuple[bytes, EthosResult]:
+def finish(content: bytes, meta: dict, target: str, *, allow_cpu_fallback: bool,
+           output: str | os.PathLike | None = None) -> tuple[bytes, EthosResult]:
     """:func:`ethos_check` of the converted ``content``; ValidationError naming the CPU ops when there are any and
     ``allow_cpu_fallback`` is False; else (``content`` with ``meta`` plus the result under ``ethos_u`` embedded, the
-    result)."""
+    result). When Vela compiled it and ``output`` is given, ``compiled_path`` is the file name :func:`write_compiled`
+    gives Vela's file beside ``output`` (``X_vela.tflite``, no folder: the metadata travels with the files)."""
     result = ethos_check(content, target)
     if result.cpu_ops and not allow_cpu_fallback:
         raise ValidationError(f"{len(result.cpu_ops)} ops would run on the CPU, not the {target} NPU "
                               f"({result.checked_with}): {', '.join(result.cpu_ops)}; nothing written "
                               "(--allow-cpu-fallback writes it anyway)")
+    if result.compiled is not None and output is not None:
+        result.compiled_path = os.path.basename(vela_path(output))
     return embed_metadata(content, {**meta, "ethos_u": result.as_dict()}), result
 
 
@@ -120,6 +124,4 @@ def write_compiled(result: EthosResult, output: str, *, force: bool) -> None:
     """Write Vela's compiled file beside ``output`` (``X_vela.tflite``) atomically; nothing when Vela did not run."""
     if result.compiled is None:
         return
-    path = vela_path(output)
-    atomic_write(path, result.compiled, force=force)
-    result.compiled_path = path
+    atomic_write(vela_path(output), result.compiled, force=force)
