@@ -78,6 +78,18 @@ def test_c_sources_compile_and_hold_the_file(tmp_path):
     compile_and_run(tmp_path, content, len(resolver))
 
 
+def test_arena_search_survives_tflm_crashing_on_a_tiny_arena():
+    """tflite-micro crashes (SIGSEGV) instead of refusing an arena too small for its tail allocations (this fixture at
+    64 bytes, int8 ResNet-56 at 16 KiB, the search's first probe): probes run in a child process, a crash refuses."""
+    pytest.importorskip("tflite_micro", reason="needs tflite-micro: pip install 'keras-resnets[micro]'")
+    from keras_resnet.export import micro
+
+    content = open(os.path.join(DEPLOY_FIXTURES, "int8.tflite"), "rb").read()
+    assert not micro.allocates(content, 64) and not micro.allocates(content, 256)
+    arena = micro.min_arena(content)
+    assert micro.allocates(content, arena) and not micro.allocates(content, arena - 1)
+
+
 def test_mcu_options_need_the_mcu_target():
     with pytest.raises(ConfigError, match="--arena-budget, --c-source need --target mcu"):
         ConvertSpec(arena_budget=64, c_source="src")

@@ -7,9 +7,9 @@ real ``tflite-micro`` interpreter allocating the model), keeps TFLM's allocation
 equal, and any difference (reported in output LSBs) fails the conversion. :func:`embed` writes the arena and the
 flash size (the finished file's bytes) into the metadata; :func:`check_flash` applies ``--flash-budget``.
 
-Safety: TFLM runs in this process, but only on files this process has just converted (the converter's output, never
-a file from elsewhere); ``resnet-edge check --target mcu`` judges a stranger's file from the flatbuffer alone
-(resnet_edge/micro.py).
+Safety: TFLM runs in this process (the arena probes in forked children: a too-small arena can crash it), but only on
+files this process has just converted (the converter's output, never a file from elsewhere); ``resnet-edge check
+--target mcu`` judges a stranger's file from the flatbuffer alone (resnet_edge/micro.py).
 """
 
 from __future__ import annotations
@@ -106,12 +106,37 @@ def interpreter(content: bytes, arena: int):
         return runtime.Interpreter.from_bytes(content, arena_size=int(arena))
 
 
-def allocates(content: bytes, arena: int) -> bool:
+def _allocates_here(content: bytes, arena: int) -> bool:
     try:
         interpreter(content, arena)
     except (RuntimeError, ValueError):
         return False
     return True
+
+
+def allocates(content: bytes, arena: int) -> bool:
+    """Whether TFLM allocates ``content`` in an ``arena``-byte arena. tflite-micro 0.dev20261023182759 does not always
+    refuse a too-small arena: it can crash (SIGSEGV after "Failed to allocate tail memory"; measured: int8 ResNet-56
+    at 16 KiB, the search's first probe), so where the OS can fork each probe runs in a child process, and a crash is
+    a refusal."""
+    if not hasattr(os, "fork"):
+        return _allocates_here(content, arena)
+    import warnings
+
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork in a threaded process: the child only probes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child answers with its exit code and never returns into the caller
+        code = 1
+        try:
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is an answer, not something to report
+            code = 0 if _allocates_here(content, arena) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def min_arena(content: bytes) -> int:
