@@ -2,7 +2,9 @@
 
 Trains a CIFAR-style ResNet-20 on the bundled digits, fine-tunes a QAT copy, converts float32,
 float16, int8 (post-training) and int8 (QAT) TFLite models, evaluates each with the on-device runner
-(deploy/, no TensorFlow in the loop) and prints one table. Everything lands in ``--output``::
+(deploy/, no TensorFlow in the loop) and prints one table, closed by the int8 QAT file's rows for an Arm
+Ethos-U55-128 NPU (Vela's estimate) and a microcontroller (TensorFlow Lite Micro's arena) when the extras
+``ethos-u-vela`` and ``tflite-micro`` are installed (keras_resnet.demo.edge). Everything lands in ``--output``::
 
     train/ (best.keras, curves.png, ...)  qat.keras  float32.tflite  float16.tflite  int8_ptq.tflite
     int8_qat.tflite  results.md  results.json  comparison.png
@@ -22,6 +24,7 @@ import numpy as np
 
 from keras_resnet.core.errors import ConfigError, OutputError
 from keras_resnet.core.files import atomic_write, save_figure
+from keras_resnet.demo.edge import describe, edge_rows, table_lines
 from keras_resnet.io.model_io import load_model
 from keras_resnet.spec.commands import DemoSettings, QATSpec
 from keras_resnet.spec.recipe import Recipe
@@ -36,6 +39,7 @@ FORMATS = (  # (file stem, quantization, from the QAT model)
 # epochs reach 98.89% test accuracy in 70 s of training, the accuracy 30 epochs of the paper's step schedule at batch
 # 128 reached (98.33%, docs/training.md) in 260 s; the whole demo then takes 142 s (train 78, QAT 26, convert 35).
 DEMO_SCHEDULE = {"schedule": "cosine", "label_smoothing": 0.1}
+EDGE_FILE = "int8_qat"  # the file whose Ethos-U55 (Vela) and microcontroller (TFLM) rows close the table
 
 
 def _stage(number: int, text: str) -> None:
@@ -115,14 +119,20 @@ def run(settings: DemoSettings) -> list[dict]:
         row["speedup"] = round(base / row["median_ms"], 2) if row["median_ms"] else None
     seconds["device"] = time.perf_counter() - t
 
+    t = time.perf_counter()  # the int8 QAT file on an Ethos-U55 (Vela) and a microcontroller (TFLM), when installed
+    edge = edge_rows(EDGE_FILE, os.path.join(out, f"{EDGE_FILE}.tflite"), x_test)
+    for row in edge:
+        print(f"  {row['format']}: {describe(row)}", flush=True)
+    seconds["edge"] = time.perf_counter() - t
+
     _stage(5, f"writing the table and plots to {out}")
-    table = markdown_table(rows)
+    table = markdown_table(rows, edge)
     atomic_write(os.path.join(out, "results.md"), f"# {settings.model} on {info.name}\n\n{table}\n")
     seconds["total"] = time.perf_counter() - start
     timing = {k: round(v, 1) for k, v in seconds.items()}
     atomic_write(os.path.join(out, "results.json"), json.dumps(
         {"settings": dataclasses.asdict(settings), "recipe": dataclasses.asdict(recipe), "rows": rows,
-         "seconds": timing}, indent=2))
+         "edge": edge, "seconds": timing}, indent=2))
     plot(rows, os.path.join(out, "comparison.png"), f"{settings.model} on {info.name}")
     print("\n" + table)
     print("\nseconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items()))
@@ -160,7 +170,8 @@ def _device_row(name: str, path: str | None, summary: dict | None, settings: Dem
             "runtime": f"{bench['runtime']} {bench['runtime_version']}"}
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], edge: list[dict] = ()) -> str:
+    """The demo's table; ``edge``: the Ethos-U and mcu rows of :mod:`keras_resnet.demo.edge`, appended."""
     lines = ["| format | accuracy | size (MB) | median latency (ms) | speed-up vs float32 | runtime |",
              "|---|---|---|---|---|---|"]
     for r in rows:
@@ -168,7 +179,7 @@ def markdown_table(rows: list[dict]) -> str:
         ms = "" if r["median_ms"] is None else f"{r['median_ms']:.2f}"
         speed = "" if r.get("speedup") is None else f"{r['speedup']:.2f}×"
         lines.append(f"| {r['format']} | {r['accuracy']:.4f} | {size} | {ms} | {speed} | {r['runtime']} |")
-    return "\n".join(lines)
+    return "\n".join(lines + table_lines(list(edge)))
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
