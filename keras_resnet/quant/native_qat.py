@@ -320,7 +320,7 @@ def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False,
     # cost 0.5-0.9 pt on Fashion-MNIST (ResNet-20/56, docs/results.md, stage q): the moving statistics went stale.
     qat = quantize_model(job.model)
     calibrate(qat, x_train)
-    jit = jit_lib.choose(spec.jit)
+    jit = jit_lib.choose(spec.jit, steps=-(-len(x_train) // spec.batch_size) * spec.epochs)
     if spec.epochs:
         fine_tune(qat, x_train, y_train, epochs=spec.epochs, batch_size=spec.batch_size,
                   learning_rate=spec.learning_rate, validation=job.val, verbose=verbose, jit=jit)

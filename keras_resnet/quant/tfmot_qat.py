@@ -199,7 +199,8 @@ def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool
     x_train, y_train = job.train
     qat = quantize_model(job.model)
     calibrate_ranges(qat, x_train)
-    jit = jit_lib.choose(spec.jit, backend="tensorflow")  # tf_keras runs on TensorFlow whatever KERAS_BACKEND says
+    # tf_keras runs on TensorFlow whatever KERAS_BACKEND says
+    jit = jit_lib.choose(spec.jit, backend="tensorflow", steps=-(-len(x_train) // spec.batch_size) * spec.epochs)
     if spec.epochs:
         fine_tune(qat, x_train, y_train, epochs=spec.epochs, batch_size=spec.batch_size,
                   learning_rate=spec.learning_rate, validation=job.val, from_logits=_from_logits(job.model),

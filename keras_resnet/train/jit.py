@@ -10,6 +10,10 @@ warning (``auto``) or stops with one error line (``on``). ``summary.json`` and t
 
 - TensorFlow, CPU only, x86 without AVX-512: XLA on. TensorFlow's own kernels are slow there: ResNet-20 ``fit``,
   batch 128, 2 threads, gave 46.8 images/s without XLA and 93.5 with it on a 2-core AVX2-only AMD EPYC (issue 23).
+- ... except for a short run, under ``SHORT_RUN_STEPS`` training steps: XLA off. Its compile is paid once per
+  run: it added 34 s to the first epoch of ResNet-20 (digits, 1,024 images, batch 128, emulate_isa --isa avx2 on a
+  loaded Zen 4), while it saves about 1.4 s a step on the AVX2 EPYC above (2.7 → 1.4 s per 128 images), so it
+  repays after some 25 steps; 100 leaves room for bigger models' longer compiles. Smoke runs and tests stay off.
 - TensorFlow, CPU only, x86 with AVX-512: XLA off, Keras' choice. oneDNN's AVX-512 kernels win: ``jit_compile`` was
   measured slower on an AVX-512 Xeon (issue 23) and on an AVX-512 AMD EPYC (Zen 4, docs/training.md).
 - TensorFlow with a GPU or under a tf.distribute strategy, Arm or unknown CPUs: Keras' "auto" (XLA on GPUs when
@@ -33,6 +37,7 @@ from keras_resnet.spec.fields import JIT_MODES
 from keras_resnet.spec.specs import check_choice
 
 KERAS_AUTO = "auto"  # the setting that leaves the choice to Keras' jit_compile="auto"
+SHORT_RUN_STEPS = 100  # fewer training steps than this do not repay XLA's compile (module docstring)
 
 
 @dataclass
@@ -70,10 +75,11 @@ class Jit:
 
 
 def decide(requested: str, backend: str, *, accelerator: bool = False, features: list[str] | None = None,
-           distributed: bool = False) -> Jit:
+           distributed: bool = False, steps: int | None = None) -> Jit:
     """The rule (see the module docstring): ``--jit`` ``requested`` on Keras backend ``backend``; ``accelerator``:
     whether the backend sees a GPU/TPU; ``features``: :func:`resnet_edge.cpu.cpu_info`'s (None: unknown);
-    ``distributed``: under a tf.distribute strategy other than the default one."""
+    ``distributed``: under a tf.distribute strategy other than the default one; ``steps``: the training steps this
+    run will take (None: unknown)."""
     check_choice("--jit", requested, JIT_MODES)
     if requested == "on":
         return Jit(requested, backend, True, "asked for" + (": torch.compile" if backend == "torch" else ""))
@@ -94,13 +100,17 @@ def decide(requested: str, backend: str, *, accelerator: bool = False, features:
     if "avx512f" in features:
         return Jit(requested, backend, False, "CPU-only with AVX-512: TensorFlow's oneDNN kernels are faster")
     if "avx2" in features:
+        if steps is not None and steps < SHORT_RUN_STEPS:
+            return Jit(requested, backend, False, f"a short run ({steps} steps): XLA's compile would cost more than "
+                                                  "it saves")
         return Jit(requested, backend, True, "CPU-only x86 without AVX-512: XLA is about 2x faster")
     return Jit(requested, backend, KERAS_AUTO, "Keras' choice on this CPU (unmeasured): off")
 
 
-def choose(requested: str = "auto", *, backend: str | None = None, distributed: bool = False) -> Jit:
+def choose(requested: str = "auto", *, backend: str | None = None, distributed: bool = False,
+           steps: int | None = None) -> Jit:
     """:func:`decide` for this process: the Keras backend (``backend``: e.g. "tensorflow" for tf_keras models),
-    its devices and :func:`resnet_edge.cpu.cpu_info`'s CPU features."""
+    its devices and :func:`resnet_edge.cpu.cpu_info`'s CPU features; ``steps``: the run's training steps."""
     check_choice("--jit", requested, JIT_MODES)
     if backend is None:
         import keras
@@ -111,7 +121,7 @@ def choose(requested: str = "auto", *, backend: str | None = None, distributed: 
     from resnet_edge.cpu import cpu_info
 
     return decide(requested, backend, accelerator=has_accelerator(backend), features=cpu_info()["features"],
-                  distributed=distributed)
+                  distributed=distributed, steps=steps)
 
 
 def has_accelerator(backend: str) -> bool:

@@ -184,7 +184,8 @@ def _run(recipe, info, distribution, chief, output, workdir, steps, multiworker,
         else:
             model = model_for_dataset(recipe.model, info, mixed_precision=recipe.mixed_precision,
                                       weight_decay=recipe.weight_decay, **recipe.builder_options)
-        jit = jit_lib.choose(jit_mode, distributed=strategy_name(distribution) != "default")
+        jit = jit_lib.choose(jit_mode, distributed=strategy_name(distribution) != "default",
+                             steps=steps * max(recipe.epochs - state.epoch, 0))
         compile_model(model, recipe, steps, info.num_classes, jit_compile=jit.setting)
         jit.compiled(model)
         if backup_file:
