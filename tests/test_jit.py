@@ -239,3 +239,20 @@ def test_the_qat_result_line_names_the_mode():
     jit = jit_lib.decide("off", "tensorflow")
     jit.used = False
     assert QATResult("q.keras", 0.9, 0.91, 1, 1.0, jit.record()).jit_text() == ", XLA off (off: asked for)"
+
+
+def test_onednn_is_preferred_on_avx2_before_tensorflow_loads(monkeypatch):
+    """The oneDNN default (keras_resnet.core.console.prefer_onednn): set on x86 with AVX2, never over the user's
+    choice, never once TensorFlow is loaded (too late to matter), not on other CPUs."""
+    import sys
+
+    from keras_resnet.core import console
+
+    monkeypatch.delenv(console.ONEDNN_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "tensorflow", sys)  # as if TensorFlow were loaded
+    assert not console.prefer_onednn(["avx2", "fma"]) and console.ONEDNN_ENV not in os.environ
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    assert not console.prefer_onednn(["asimd", "asimddp"]) and console.ONEDNN_ENV not in os.environ
+    assert console.prefer_onednn(["avx2", "fma"]) and os.environ[console.ONEDNN_ENV] == "1"
+    monkeypatch.setenv(console.ONEDNN_ENV, "0")
+    assert not console.prefer_onednn(["avx2", "fma"]) and os.environ[console.ONEDNN_ENV] == "0"

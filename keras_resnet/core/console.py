@@ -134,8 +134,34 @@ def start_tensorflow(verbose_logs: bool = False):
     return import_tensorflow(silenced=not verbose_logs)
 
 
+# TensorFlow 2.21 turns its oneDNN kernels on by default only on x86 CPUs with AVX-512 VNNI/BF16, AVX-VNNI or AMX;
+# elsewhere its own Eigen kernels run, built for AVX without FMA ("rebuild TensorFlow with the appropriate compiler
+# flags"). oneDNN picks AVX2/FMA kernels at run time: ResNet-20 training on digits (1,024 images, batch 128, --jit
+# off, second epoch) took 11-12 s with TF_ENABLE_ONEDNN_OPTS=1 against 17-18 s without, two alternated pairs under
+# benchmarks/emulate_isa.py --isa avx2 on a Zen 4 EPYC (loaded: load 8).
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def prefer_onednn(features: list[str] | None = None) -> bool:
+    """Before TensorFlow is imported, on an x86 CPU with AVX2, set ``TF_ENABLE_ONEDNN_OPTS=1`` unless the user set it
+    (a no-op where TensorFlow turns oneDNN on itself). ``features``: :func:`resnet_edge.cpu.cpu_info`'s, which
+    honours benchmarks/emulate_isa.py (None: read them). Returns whether it set the variable."""
+    if ONEDNN_ENV in os.environ or "tensorflow" in sys.modules:
+        return False
+    if features is None:
+        from resnet_edge.cpu import cpu_info
+
+        features = cpu_info()["features"]
+    if "avx2" not in (features or ()):
+        return False
+    os.environ[ONEDNN_ENV] = "1"
+    return True
+
+
 def import_tensorflow(silenced: bool = True):
-    """Import TensorFlow (and Keras on it) with its start-up lines hidden; returns the module."""
+    """Import TensorFlow (and Keras on it) with its start-up lines hidden, its oneDNN kernels preferred
+    (:func:`prefer_onednn`); returns the module."""
+    prefer_onednn()
     if "tensorflow" in sys.modules or not silenced:
         import tensorflow as tf
     else:
