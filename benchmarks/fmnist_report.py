@@ -7,6 +7,7 @@ from __future__ import annotations
 from fmnist_engines import engines_section
 from fmnist_flips import flip_section
 from fmnist_quantization import quantization_section
+from fmnist_resnet8 import resnet8_section
 from fmnist_runner import Runner, cpu_features
 from fmnist_stats import minutes
 from fmnist_throughput import throughput_section
@@ -31,6 +32,7 @@ def report(r: Runner, path: str) -> None:
            "Accuracy is on the 10,000 test images; the 95% interval is Wilson's score interval.", ""]
 
     out += float_section(r) + accelerator_section(r) + quantization_section(r) + ["", *engines_section(r)]
+    out += resnet8_section()
     out += degradation_section(r) + flip_section(r) + throughput_section(r)
     out += ["Training images/s of every run (median epoch, augmentation pipeline included; CPU runs at "
             "`nice -n 19` on the shared CPU; GPU runs: the side script `benchmarks/fmnist_gpu.py`, eight at a time on one "
