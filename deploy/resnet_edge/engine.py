@@ -200,11 +200,15 @@ def compiled_engine(path: str, accelerator: str, threads: int, details: dict) ->
         return state["outs"][0].read(int(np.prod(shape)), np.dtype(out_spec.dtype)).reshape(shape)
 
     def resize(n: int) -> None:
-        with quiet_stderr():
-            model.resize_input_tensor(0, [n, *inputs[0].shape[1:]])
-            state.update(ins=model.create_input_buffers(0), outs=model.create_output_buffers(0),
-                         shape=(n, *out_spec.shape[1:]))
-            run(np.zeros((n, *inputs[0].shape[1:]), inputs[0].dtype))
+        try:
+            with quiet_stderr():
+                model.resize_input_tensor(0, [n, *inputs[0].shape[1:]])
+                state.update(ins=model.create_input_buffers(0), outs=model.create_output_buffers(0),
+                             shape=(n, *out_spec.shape[1:]))
+                run(np.zeros((n, *inputs[0].shape[1:]), inputs[0].dtype))
+        except (RuntimeError, ValueError) as error:  # e.g. a RESHAPE whose shape the file computes at run time
+            raise ValueError(f"{first_line(error)} (LiteRT's CompiledModel cannot resize this file's batch; the "
+                             "Interpreter can: --api interpreter)") from None
 
     # LiteRT 2.3 logs INFO lines to fd 2 when the first run sets up its environment and when that is torn down,
     # with no switch to turn them off: run once here, quietly, and keep fd 2 quiet at exit (see _quiet_exit).
