@@ -5,6 +5,7 @@
 #                   TensorFlow (.venv-deploy, and .venv-legacy with tflite-runtime) and scripts/wheel_check.sh
 #                   installs both built wheels into a fresh venv and runs the CLI there
 #   make notebooks  executes notebooks/*.ipynb in place with their full parameters, so they are committed with outputs
+#   make peers      benchmarks/peers.py (training vs a plain PyTorch loop, backends, QAT, convert) in .venv-peers
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 # pytest-xdist processes; each TensorFlow process also runs 2 intra-op threads
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo quick test lint notebooks wheel-check bench clean
+.PHONY: demo quick test lint notebooks wheel-check bench peers-venv peers clean
 
 # keras-resnets requires resnet-edge (deploy/), which is not on PyPI: naming ./deploy on the same pip command
 # line makes pip take it from the checkout and never from the index. The [jax] extra makes the JAX-backend tests
@@ -48,5 +49,24 @@ wheel-check:
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# The peer benchmark (benchmarks/peers.py, issue 23): keras-resnet train vs a plain PyTorch loop, the Keras backends,
+# QAT vs float, convert vs Keras' export. torch is a benchmark-only dependency: it goes into .venv-peers (git-ignored,
+# like every .venv*), never into .venv (whose tests would change: the torch-backend ones run where torch is) or CI.
+# The torch wheel is the CPU build where pip finds one (elsewhere: PEERS_PIP_ARGS='--extra-index-url
+# https://download.pytorch.org/whl/cpu'). make peers PEERS_ARGS='--repeats 1 --epochs 2' for a shorter run.
+PEERS_VENV ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+TORCH ?= torch==2.13.0
+$(PEERS_STAMP): setup.cfg pyproject.toml deploy/setup.cfg deploy/pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet $(PEERS_PIP_ARGS) -e ./deploy -e ".[all,jax]" "$(TORCH)"
+	touch $(PEERS_STAMP)
+
+peers-venv: $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+	$(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-deploy .venv-legacy
+	rm -rf $(VENV) .venv-deploy .venv-legacy $(PEERS_VENV)
