@@ -4,7 +4,10 @@
 real ``tflite-micro`` interpreter allocating the model), keeps TFLM's allocation report, refuses a model over
 ``--arena-budget``, and runs the validation images through TFLM and through LiteRT's reference kernels
 (``OpResolverType.BUILTIN_REF``): both are the plain integer reference implementation, so their int8 outputs must be
-equal, and any difference (reported in output LSBs) fails the conversion. :func:`embed` writes the arena and the
+equal, and any difference (reported in output LSBs) fails the conversion, naming the first op that differs
+(:mod:`keras_resnet.export.micro_diff`). One op is known to: LiteRT's reference FULLY_CONNECTED rounds in double
+precision where TFLM's uses the fixed-point multiplier, so a file with one is refused when a validation image puts a
+logit near a half step (PTQ or QAT alike); the refusal says so, checked on both runtimes' integers. :func:`embed` writes the arena and the
 flash size (the finished file's bytes) into the metadata; :func:`check_flash` applies ``--flash-budget``.
 
 Safety: TFLM runs in this process (the arena probes in forked children: a too-small arena can crash it), but only on
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from keras_resnet.core.errors import ConfigError, ValidationError
+from keras_resnet.export import micro_diff
 from keras_resnet.export.metadata import embed_metadata
 from keras_resnet.spec.conversion import ConvertSpec
 
@@ -212,12 +216,17 @@ def measure(content: bytes, prepared: np.ndarray, spec: ConvertSpec, resolver: l
         if i == 0:
             allocations = allocation_report(it)
     reference = _reference_outputs(content, x)
-    lsb = int(np.max(np.abs(np.asarray(ours, np.int32) - reference.astype(np.int32)))) if len(x) else 0
+    diff = np.abs(np.asarray(ours, np.int32) - reference.astype(np.int32)).reshape(len(x), -1)
+    lsb = int(np.max(diff)) if len(x) else 0
     if lsb:
         # Both are reference kernels of the same integer arithmetic (measured: 0 LSB on int8 ResNet-20, where
-        # XNNPACK differs by up to 3): a difference is a kernel that computes something else on the device.
+        # XNNPACK differs by up to 3): a difference is a kernel that computes something else on the device. All but
+        # one: LiteRT's reference FULLY_CONNECTED rounds in double precision (micro_diff names it when it is that).
+        first = int(np.argmax(diff.max(axis=1) > 0))
+        where = micro_diff.explain(content, x[first], arena)
         raise ValidationError(f"TensorFlow Lite Micro's outputs differ from LiteRT's reference kernels by up to {lsb} "
-                              f"LSB on {len(x)} validation images (expected 0); nothing written")
+                              f"LSB on {int(np.sum(diff.max(axis=1) > 0))} of {len(x)} validation images (expected "
+                              f"0){f'; on image {first}, {where}' if where else ''}; nothing written")
     return MicroResult(arena_bytes=arena, flash_bytes=len(content), max_lsb_diff=lsb, samples=len(x),
                        runtime=tflm_version(), resolver=list(resolver), allocations=allocations)
 
