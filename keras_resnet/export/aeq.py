@@ -216,7 +216,7 @@ def convert_aeq(job: Job, output: str, spec: ConvertSpec, *, force: bool = False
 
     start = time.perf_counter()
     float_content = convert_model(job.model, quantization=job.plan.quantization, temp_dir=job.folder,
-                                  subsample=job.plan.subsample)
+                                  subsample=job.plan.subsample, pool=job.plan.pool)
     ops = graph_ops(aeq, float_content, job.model)
     signature = signature_input(float_content)
     int16 = select(ops, spec.int16, "--int16")

@@ -66,7 +66,7 @@ def _convert(job: Job, output: str, spec: ConvertSpec, *, force: bool) -> Report
     plan = job.plan
     start = time.perf_counter()
     content = convert_model(job.model, quantization=plan.quantization, io_type=plan.io_type, batch=plan.batch,
-                            calibration=job.calibration, subsample=plan.subsample,
+                            calibration=job.calibration, subsample=plan.subsample, pool=plan.pool,
                             temp_dir=job.folder)  # next to the output, not in a /tmp that may be small or shared
     seconds = time.perf_counter() - start
     counts, floating = op_summary(content)

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_resnet.core import console, runlock
 from keras_resnet.core.errors import ConfigError, ModelFileError
-from keras_resnet.export.targets import is_qat, subsample_for
+from keras_resnet.export.targets import POOL_TRACES, is_qat, pool_for, subsample_for
 from keras_resnet.spec.conversion import MODES
 
 
@@ -36,21 +36,21 @@ def _input_spec(model, batch: int | None):
     return tf.TensorSpec((batch, *input_shape(model)), tf.float32, name="image")
 
 
-def _converter(model, batch: int | None, subsample: str):
+def _converter(model, batch: int | None, subsample: str, pool: str):
     from keras_resnet.model.blocks import tflite_tracing
 
     with tflite_tracing(subsample):  # option-A ChannelPadding as PAD, its subsampling as `subsample` (see there)
-        return _trace(model, batch)
+        return _trace(model, batch, pool)
 
 
-def _trace(model, batch: int | None):
+def _trace(model, batch: int | None, pool: str):
     import tensorflow as tf
 
     spec = _input_spec(model, batch)
     if type(model).__module__.startswith("tf_keras"):
         variables = list(model.variables)
     else:
-        model = static_flatten(model)
+        model = traced_graph(model, pool)
         variables = [v.value for v in model.variables]  # Keras 3 variables hold the tf.Variable the graph reads
     function = tf.function(lambda image: model(image, training=False))
     # The converter saves its second argument as a SavedModel. Given the tf_keras model itself it traces every layer's
@@ -66,23 +66,35 @@ def _trace(model, batch: int | None):
 
 
 def static_flatten(model):
-    """``model``, its Keras 3 ``Flatten`` layers traced as a RESHAPE to the constant shape ``[-1, n]``.
+    """``model``, its Keras 3 ``Flatten`` layers traced as a RESHAPE to a constant shape (:func:`traced_graph`)."""
+    return traced_graph(model)
 
-    Keras 3's ``Flatten`` reshapes to ``(ops.shape(x)[0], n)``: with the batch dimension left open (the cpu and gpu
-    targets) the converter cannot fold that, and the file computes the shape at run time (SHAPE, STRIDED_SLICE, PACK
-    feeding RESHAPE): three more ops, none of them XNNPACK's (one more CPU partition), and LiteRT's CompiledModel
-    cannot resize such a file's batch (``ReadTensorToBuffer: destination buffer is larger than the tensor buffer``).
-    The layer's non-batch dimensions are static, so the shape is a constant here, as tf_keras' ``Flatten`` traces it.
-    A model without such a Flatten (or subclassed, not a graph of layers) is returned unchanged; otherwise a
-    Functional copy that shares every layer (and so every weight) of ``model``."""
-    import math
 
+def traced_graph(model, pool: str = "average_pool"):
+    """``model`` as the converter traces it: a Functional copy that shares every layer (and so every weight) of
+    ``model`` and calls some of them differently; ``model`` itself (or subclassed, not a graph of layers) when
+    nothing changes. The saved model and its weights are untouched.
+
+    Keras 3's ``Flatten`` becomes a RESHAPE to the constant shape ``[-1, n]``. It reshapes to
+    ``(ops.shape(x)[0], n)``: with the batch dimension left open (the cpu and gpu targets) the converter cannot fold
+    that, and the file computes the shape at run time (SHAPE, STRIDED_SLICE, PACK feeding RESHAPE): three more ops,
+    none of them XNNPACK's (one more CPU partition), and LiteRT's CompiledModel cannot resize such a file's batch
+    (``ReadTensorToBuffer: destination buffer is larger than the tensor buffer``). The layer's non-batch dimensions
+    are static, so the shape is a constant here, as tf_keras' ``Flatten`` traces it.
+
+    With ``pool="mean"`` (a :class:`~keras_resnet.export.targets.TargetPlan`'s, see
+    :func:`~keras_resnet.export.targets.pool_for`) an ``AveragePooling2D`` whose window is exactly its input's H×W
+    (valid padding, a 1x1 output) becomes a mean over H and W that keeps them: MEAN instead of AVERAGE_POOL_2D, the
+    same numbers."""
     import keras
 
-    def static(layer) -> bool:
-        return isinstance(layer, keras.layers.Flatten) and layer.data_format == "channels_last"
+    if pool not in POOL_TRACES:
+        raise ConfigError(f"pool must be one of {', '.join(POOL_TRACES)}, not {pool!r}")
 
-    if not isinstance(model, keras.Model) or not any(static(layer) for layer in model.layers):
+    def rewritten(layer):
+        return _static_flatten_of(layer) or (_whole_mean_of(layer) if pool == "mean" else None)
+
+    if not isinstance(model, keras.Model) or not any(rewritten(layer) for layer in model.layers):
         return model
     if isinstance(model, keras.Sequential):  # call_function walks Functional graphs: the same layers as one
         try:
@@ -91,12 +103,10 @@ def static_flatten(model):
             return model
 
     def call(layer, *args, **kwargs):
-        if not static(layer) or len(args) != 1 or kwargs:
+        rewrite = rewritten(layer)
+        if rewrite is None or len(args) != 1 or kwargs:
             return layer(*args, **kwargs)
-        dims = tuple(args[0].shape[1:])
-        if not dims or any(d is None for d in dims):
-            return layer(*args, **kwargs)
-        return keras.ops.reshape(args[0], (-1, math.prod(int(d) for d in dims)))
+        return rewrite(args[0])
 
     try:
         return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
@@ -104,28 +114,65 @@ def static_flatten(model):
         return model
 
 
+def _static_flatten_of(layer):
+    """A channels-last Keras 3 ``Flatten``'s trace as a reshape to a constant shape, else None."""
+    import math
+
+    import keras
+
+    if not isinstance(layer, keras.layers.Flatten) or layer.data_format != "channels_last":
+        return None
+
+    def trace(x):
+        dims = tuple(x.shape[1:])
+        if not dims or any(d is None for d in dims):
+            return layer(x)
+        return keras.ops.reshape(x, (-1, math.prod(int(d) for d in dims)))
+
+    return trace
+
+
+def _whole_mean_of(layer):
+    """A channels-last ``AveragePooling2D``'s trace as a mean over H and W (keepdims) when its window is its whole
+    input (valid padding, pool size = the input's H×W: every output is the mean of the whole map), else None."""
+    import keras
+
+    if (not isinstance(layer, keras.layers.AveragePooling2D) or layer.data_format != "channels_last"
+            or layer.padding != "valid"):
+        return None
+
+    def trace(x):
+        if tuple(x.shape[1:3]) != tuple(layer.pool_size):
+            return layer(x)
+        return keras.ops.mean(x, axis=(1, 2), keepdims=True)
+
+    return trace
+
+
 def convert_model(model, *, quantization: str = "float32", io_type: str = "float32", batch: int | None = None,
                   calibration: np.ndarray | None = None, temp_dir: str | None = None,
-                  subsample: str | None = None) -> bytes:
+                  subsample: str | None = None, pool: str | None = None) -> bytes:
     """``.tflite`` bytes of ``model``. ``calibration``: model-ready float32 images for int8 PTQ. ``temp_dir``: where
     the temporary SavedModel folder goes (default: the system's temporary folder); it is removed afterwards, and
     one left by a killed conversion is removed by the next conversion there (see
     :func:`keras_resnet.export.job.open_output`). ``subsample``: how option A's subsampling is traced
     (:func:`keras_resnet.model.blocks.tflite_tracing`): a :class:`~keras_resnet.export.targets.TargetPlan`'s, default
-    the cpu target's (:func:`keras_resnet.export.targets.subsample_for`)."""
+    the cpu target's (:func:`keras_resnet.export.targets.subsample_for`). ``pool``: how an AveragePooling2D over its
+    whole input is traced (:func:`traced_graph`): the plan's, default the cpu target's
+    (:func:`keras_resnet.export.targets.pool_for`)."""
     import tensorflow as tf
 
     if quantization not in MODES:
         raise ConfigError(f"unknown quantization {quantization!r}; choose from {', '.join(MODES)}")
     qat = is_qat(model)
-    subsample = subsample or subsample_for("cpu")
+    subsample, pool = subsample or subsample_for("cpu"), pool or pool_for("cpu")
     if qat and quantization != "int8":
         raise ConfigError(f"{model.name} is a QAT model; it converts to int8 only (got --quantize {quantization})")
 
     def attempt(new_quantizer: bool) -> bytes:
         workdir = tempfile.mkdtemp(prefix=runlock.temporary_prefix("convert"), dir=temp_dir)
         try:
-            converter = _converter(model, batch, subsample)
+            converter = _converter(model, batch, subsample, pool)
             converter.experimental_new_quantizer = new_quantizer
             if quantization == "float16":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
