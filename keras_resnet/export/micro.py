@@ -32,7 +32,7 @@ from keras_resnet.spec.conversion import ConvertSpec
 
 KIB = 1024
 MAX_ARENA_BYTES = 1 << 30  # the search gives up above 1 GiB (no microcontroller has that much RAM)
-METADATA_KEY = "mcu"  # the metadata entry: {"arena_bytes", "flash_bytes", "runtime", "resolver", "max_lsb_diff"}
+METADATA_KEY = "mcu"  # the metadata entry: MicroResult.metadata()
 
 
 @dataclass
@@ -46,10 +46,14 @@ class MicroResult:
     runtime: str  # "tflite-micro <version>"
     resolver: list[str] = field(default_factory=list)  # MicroMutableOpResolver methods, in first-use order
     allocations: list[str] = field(default_factory=list)  # TFLM's RecordingMicroAllocator report
+    # validation images whose only difference is the FULLY_CONNECTED rounding of keras_resnet.export.micro_diff
+    # (every earlier op identical, both runtimes' formulas reproduced exactly); max_lsb_diff includes them
+    fc_rounding_images: int = 0
 
     def metadata(self) -> dict:
         return {"arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes, "runtime": self.runtime,
-                "resolver": self.resolver, "max_lsb_diff": self.max_lsb_diff}
+                "resolver": self.resolver, "max_lsb_diff": self.max_lsb_diff,
+                "fc_rounding_images": self.fc_rounding_images}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +63,10 @@ class MicroResult:
                 f"smallest that TFLM's planner accepts), flash {self.flash_bytes} bytes "
                 f"({self.flash_bytes / KIB:.1f} KiB)",
                 f"TFLM vs LiteRT reference kernels on {self.samples} validation images: max difference "
-                f"{self.max_lsb_diff} LSB",
+                f"{self.max_lsb_diff} LSB" + (
+                    f" ({self.fc_rounding_images} image(s) with a logit near a half step, where TFLM's fixed-point "
+                    f"FULLY_CONNECTED rounds 1 LSB from LiteRT's double-precision reference; every other op "
+                    f"identical)" if self.fc_rounding_images else ""),
                 f"MicroMutableOpResolver<{len(self.resolver)}>: {', '.join(self.resolver)}",
                 "TFLM allocation report:", *(f"  {line}" for line in self.allocations)]
 
@@ -218,17 +225,21 @@ def measure(content: bytes, prepared: np.ndarray, spec: ConvertSpec, resolver: l
     reference = _reference_outputs(content, x)
     diff = np.abs(np.asarray(ours, np.int32) - reference.astype(np.int32)).reshape(len(x), -1)
     lsb = int(np.max(diff)) if len(x) else 0
-    if lsb:
-        # Both are reference kernels of the same integer arithmetic (measured: 0 LSB on int8 ResNet-20, where
-        # XNNPACK differs by up to 3): a difference is a kernel that computes something else on the device. All but
-        # one: LiteRT's reference FULLY_CONNECTED rounds in double precision (micro_diff names it when it is that).
-        first = int(np.argmax(diff.max(axis=1) > 0))
-        where = micro_diff.explain(content, x[first], arena)
-        raise ValidationError(f"TensorFlow Lite Micro's outputs differ from LiteRT's reference kernels by up to {lsb} "
-                              f"LSB on {int(np.sum(diff.max(axis=1) > 0))} of {len(x)} validation images (expected "
-                              f"0){f'; on image {first}, {where}' if where else ''}; nothing written")
+    differing = [int(i) for i in np.flatnonzero(diff.max(axis=1) > 0)]
+    # Both are reference kernels of the same integer arithmetic (measured: 0 LSB on int8 ResNet-20, where XNNPACK
+    # differs by up to 3): a difference is a kernel that computes something else on the device. All but one: LiteRT's
+    # reference FULLY_CONNECTED rounds in double precision, TFLM's in fixed point, so a logit near a half step lands
+    # 1 LSB apart (measured: 4 of 64 random images on the int8 fixture; up to 8 LSB after its SOFTMAX). An image is
+    # let through only when micro_diff proves that is its whole difference.
+    for i in differing:
+        where, rounding_only = micro_diff.first_difference(content, x[i], arena)
+        if not rounding_only:
+            raise ValidationError(f"TensorFlow Lite Micro's outputs differ from LiteRT's reference kernels by up to "
+                                  f"{lsb} LSB on {len(differing)} of {len(x)} validation images (expected 0)"
+                                  f"{f'; on image {i}, {where}' if where else ''}; nothing written")
     return MicroResult(arena_bytes=arena, flash_bytes=len(content), max_lsb_diff=lsb, samples=len(x),
-                       runtime=tflm_version(), resolver=list(resolver), allocations=allocations)
+                       runtime=tflm_version(), resolver=list(resolver), allocations=allocations,
+                       fc_rounding_images=len(differing))
 
 
 def embed(content: bytes, meta: dict, result: MicroResult) -> bytes:

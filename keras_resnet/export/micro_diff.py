@@ -8,7 +8,9 @@ precision (``reference_integer_ops::FullyConnected``'s float-scale overload), wh
 multiplier of every other int8 kernel (``MultiplyByQuantizedMultiplier``: a rounding high multiply, then a rounding
 shift). The two disagree by 1 LSB where the product lies within about ``2**shift`` of a half step (measured: 9 of
 2,870 logits of a digits ResNet-8, shift -7). The cause is named only when both formulas reproduce both runtimes'
-outputs of the op exactly. :func:`keras_resnet.export.micro.measure` adds the sentence to its refusal.
+outputs of the op exactly. :func:`keras_resnet.export.micro.measure` accepts a file whose every difference is that one
+(on each differing image, every earlier op identical and both formulas exact), counts those images, and adds the
+sentence to its refusal otherwise.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ def explain(content: bytes, image: np.ndarray, arena: int) -> str:
     """Where TFLM and LiteRT's reference kernels first differ on the int8 ``image`` (batch 1) and, for a
     FULLY_CONNECTED, why; "" when they agree on it or an interpreter cannot keep every tensor. ``arena``: the tensor
     arena TFLM needs without keeping tensors (each kept tensor gets its own buffer on top)."""
+    return first_difference(content, image, arena)[0]
+
+
+def first_difference(content: bytes, image: np.ndarray, arena: int) -> tuple[str, bool]:
+    """:func:`explain`'s sentence, and whether the difference is the FULLY_CONNECTED rounding difference alone: every
+    op before it identical, and both formulas reproducing both runtimes' outputs of it exactly."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from resnet_edge.flatbuffer import read_graph
     from tflite_micro.python.tflite_micro import runtime
@@ -110,7 +118,7 @@ def explain(content: bytes, image: np.ndarray, arena: int) -> str:
         tflm.set_input(image[None], 0)
         tflm.invoke()
     except (RuntimeError, ValueError):
-        return ""
+        return "", False
     for op in graph.ops:
         for out in op.outputs:
             ours = litert.get_tensor(out)
@@ -121,5 +129,5 @@ def explain(content: bytes, image: np.ndarray, arena: int) -> str:
             where = (f"the first difference is op {op.index} {op.name} (output {graph.tensors[out].name!r}: up to "
                      f"{lsb} LSB), all its inputs identical")
             cause = fully_connected_cause(op, litert, theirs) if op.name == "FULLY_CONNECTED" else None
-            return f"{where}; {cause}" if cause else where
-    return ""
+            return (f"{where}; {cause}", True) if cause else (where, False)
+    return "", False
