@@ -2,7 +2,8 @@
 
 :func:`convert_model` returns the ``.tflite`` bytes of one mode: float32, float16 weights, dynamic-range or
 full-integer int8. Keras 3 models and tf_keras QAT models alike convert from a concrete function of the model and the
-variables it reads (the converter reads QAT models' FakeQuant ranges, so they need no calibration). Neither metadata nor validation happens here (see :mod:`keras_resnet.export.convert`).
+variables it reads (the converter reads QAT models' FakeQuant ranges, so they need no calibration). Neither metadata
+nor validation happens here (see :mod:`keras_resnet.export.convert`).
 """
 
 from __future__ import annotations
