@@ -80,7 +80,8 @@ CPU part\t: 0xd0c
 """
 
 
-def test_cpu_features():
+def test_cpu_features(monkeypatch):
+    monkeypatch.delenv("RESNET_EDGE_CPUID_HIDDEN", raising=False)  # this test may itself run under emulate_isa
     x86 = cpu.cpu_info(X86)
     assert x86["model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert x86["features"] == ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",

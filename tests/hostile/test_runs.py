@@ -228,5 +228,7 @@ def test_conversion_works_next_to_its_output_and_cleans_up(small_keras, tmp_path
 
     monkeypatch.setattr(trace.tempfile, "mkdtemp", mkdtemp)
     convert_lib.convert(small_keras, str(tmp_path / "out.tflite"), validation_samples=8, min_agreement=0.0)
-    assert seen and all(os.path.dirname(p) == str(tmp_path) for p in seen)  # next to the output, not /tmp
+    # ours next to the output, not in /tmp; the converter's own temporary SavedModel inside ours
+    assert seen and os.path.dirname(seen[0]) == str(tmp_path)
+    assert all(os.path.commonpath([p, seen[0]]) == seen[0] for p in seen), seen
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tflite"]  # the stale one and ours are gone
