@@ -132,7 +132,7 @@ def test_the_cpu_target_traces_flatten_with_a_static_shape_and_runs_any_batch(tm
 
     from keras_resnet.data import datasets
     from keras_resnet.export.convert import convert
-    from keras_resnet.export.trace import static_flatten
+    from keras_resnet.export.trace import traced_graph
     from keras_resnet.train.recipe import model_for_dataset
 
     keras.utils.set_random_seed(0)
@@ -149,7 +149,7 @@ def test_the_cpu_target_traces_flatten_with_a_static_shape_and_runs_any_batch(tm
     for batch in (x[:8], x[8:]):
         np.testing.assert_allclose(runner.predict_arrays(batch), model.predict(batch, verbose=0), atol=1e-5)
     sequential = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(), keras.layers.Dense(3)])
-    traced = static_flatten(sequential)
+    traced = traced_graph(sequential)
     assert not any(isinstance(layer, keras.layers.Flatten) for layer in traced.layers)
     assert traced.weights[0] is sequential.weights[0]
     y = images(2)[:, :4, :4, :2]

@@ -6,9 +6,10 @@ real ``tflite-micro`` interpreter allocating the model), keeps TFLM's allocation
 (``OpResolverType.BUILTIN_REF``): both are the plain integer reference implementation, so their int8 outputs must be
 equal, and any difference (reported in output LSBs) fails the conversion, naming the first op that differs
 (:mod:`keras_resnet.export.micro_diff`). One op is known to: LiteRT's reference FULLY_CONNECTED rounds in double
-precision where TFLM's uses the fixed-point multiplier, so a file with one is refused when a validation image puts a
-logit near a half step (PTQ or QAT alike); the refusal says so, checked on both runtimes' integers. :func:`embed` writes the arena and the
-flash size (the finished file's bytes) into the metadata; :func:`check_flash` applies ``--flash-budget``.
+precision where TFLM's uses the fixed-point multiplier, so a validation image that puts a logit near a half step
+differs by 1 LSB there; such an image is let through and counted only when that is proven to be its whole
+difference, on both runtimes' integers. :func:`embed` writes the arena and the flash size (the finished file's
+bytes) into the metadata; :func:`check_flash` applies ``--flash-budget``.
 
 Safety: TFLM runs in this process (the arena probes in forked children: a too-small arena can crash it), but only on
 files this process has just converted (the converter's output, never a file from elsewhere); ``resnet-edge check

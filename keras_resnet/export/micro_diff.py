@@ -1,6 +1,6 @@
 """Where and why TensorFlow Lite Micro's int8 outputs differ from LiteRT's reference kernels (``--target mcu``).
 
-:func:`explain` runs one image through both runtimes with every tensor kept (TFLM ``kPreserveAllTensors``, LiteRT
+:func:`first_difference` runs one image through both runtimes with every tensor kept (TFLM ``kPreserveAllTensors``, LiteRT
 ``experimental_preserve_all_tensors``) and names the first op, in execution order, whose output differs. For a
 FULLY_CONNECTED it checks the one known cause on that op's own integers: LiteRT's reference FULLY_CONNECTED (int8,
 per-tensor and per-channel, ``OpResolverType.BUILTIN_REF``) rounds ``acc * (s_in * s_w / s_out)`` once, in double
@@ -91,16 +91,12 @@ def fully_connected_cause(op, litert, tflm_output: np.ndarray) -> str | None:
     return None
 
 
-def explain(content: bytes, image: np.ndarray, arena: int) -> str:
-    """Where TFLM and LiteRT's reference kernels first differ on the int8 ``image`` (batch 1) and, for a
-    FULLY_CONNECTED, why; "" when they agree on it or an interpreter cannot keep every tensor. ``arena``: the tensor
-    arena TFLM needs without keeping tensors (each kept tensor gets its own buffer on top)."""
-    return first_difference(content, image, arena)[0]
-
-
 def first_difference(content: bytes, image: np.ndarray, arena: int) -> tuple[str, bool]:
-    """:func:`explain`'s sentence, and whether the difference is the FULLY_CONNECTED rounding difference alone: every
-    op before it identical, and both formulas reproducing both runtimes' outputs of it exactly."""
+    """Where TFLM and LiteRT's reference kernels first differ on the int8 ``image`` (batch 1) and, for a
+    FULLY_CONNECTED, why ("" when they agree on it or an interpreter cannot keep every tensor), and whether that is
+    the FULLY_CONNECTED rounding difference alone: every op before it identical, and both formulas reproducing both
+    runtimes' outputs of it exactly. ``arena``: the tensor arena TFLM needs without keeping tensors (each kept tensor
+    gets its own buffer on top)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from resnet_edge.flatbuffer import read_graph
     from tflite_micro.python.tflite_micro import runtime

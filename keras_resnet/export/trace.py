@@ -66,11 +66,6 @@ def _trace(model, batch: int | None, pool: str):
     return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(spec)], holder)
 
 
-def static_flatten(model):
-    """``model``, its Keras 3 ``Flatten`` layers traced as a RESHAPE to a constant shape (:func:`traced_graph`)."""
-    return traced_graph(model)
-
-
 def traced_graph(model, pool: str = "average_pool"):
     """``model`` as the converter traces it: a Functional copy that shares every layer (and so every weight) of
     ``model`` and calls some of them differently; ``model`` itself (or subclassed, not a graph of layers) when
