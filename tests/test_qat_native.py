@@ -45,6 +45,45 @@ def _conv_bn_relu(stride=1):
     return keras.Model(inputs, L.Activation("relu", name="r")(x))
 
 
+# ---- the JAX/PyTorch fake quantization: Keras' values, the straight-through gradient -----------------------
+
+
+@pytest.mark.parametrize("case", ["activation", "relu range", "weights per channel"])
+def test_straight_through_fake_quant_matches_keras_values_and_input_gradient(case):
+    """quant.fake_quant.straight_through (what the QAT layers run on JAX and PyTorch) against Keras' op (TensorFlow's
+    FakeQuant kernel here): the same values, and the input's gradient is the same mask, boundaries included."""
+    import tensorflow as tf
+
+    from keras_resnet.quant.fake_quant import straight_through
+
+    rng = np.random.default_rng(0)
+    if case == "weights per channel":
+        bound = rng.uniform(0.05, 2.0, 8).astype("float32")
+        low, high, narrow = -bound, bound, True
+        x = (rng.uniform(-1.2, 1.2, (3, 3, 4, 8)) * bound).astype("float32")
+    else:
+        low, high = (np.float32(-1.7), np.float32(4.2)) if case == "activation" else (np.float32(0), np.float32(6))
+        narrow = False
+        x = rng.uniform(-3, 7, (4, 6, 6, 5)).astype("float32")
+        x[0, 0, 0, :3] = [0.0, low, high]  # the boundaries (a ReLU's zeros sit on the low end)
+    axis = -1 if np.ndim(low) else None
+    x = tf.constant(x)
+    upstream = tf.constant(rng.normal(size=x.shape).astype("float32"))
+    results = {}
+    for name, fn in (("keras", lambda t: keras.quantizers.fake_quant_with_min_max_vars(
+            t, low, high, num_bits=8, narrow_range=narrow, axis=axis)),
+            ("ours", lambda t: straight_through(t, low, high, narrow_range=narrow))):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(y * upstream)
+        results[name] = (y.numpy(), tape.gradient(loss, x).numpy())
+    step = float(np.max(np.asarray(high) - np.asarray(low))) / 255
+    np.testing.assert_allclose(results["ours"][0], results["keras"][0], rtol=0, atol=step * 1e-4)
+    np.testing.assert_array_equal(results["ours"][1], results["keras"][1])
+    assert 0 < np.count_nonzero(results["ours"][1]) < x.shape.num_elements()  # some inside, some clipped
+
+
 # ---- per layer: the fake-quant forward equals the TFLite int8 kernel within 1 LSB ----------------------------
 
 

@@ -32,6 +32,7 @@ import keras
 from keras import ops
 
 from keras_resnet.core.errors import ConfigError
+from keras_resnet.quant.fake_quant import fake_quant
 
 PACKAGE = "keras_resnet"
 SOFTMAX_RANGE = (0.0, 255.0 / 256.0)  # TFLite int8 SOFTMAX/LOGISTIC output: scale 1/256, zero point -128
@@ -81,7 +82,7 @@ class _Ranged(keras.layers.Layer):
         """Fake-quantize ``y`` per tensor; with ``update``, move the range first (then quantize with it)."""
         if self.fixed_range is not None:
             low, high = self.fixed_range
-            return keras.quantizers.fake_quant_with_min_max_vars(y, low, high, num_bits=8)
+            return fake_quant(y, low, high)
         low, high = _value(self.output_min), _value(self.output_max)
         if update:
             k = _value(self.count)
@@ -100,7 +101,7 @@ class _Ranged(keras.layers.Layer):
             self.output_min.assign(low)
             self.output_max.assign(high)
             self.count.assign(k + 1.0)
-        return keras.quantizers.fake_quant_with_min_max_vars(y, low, high, num_bits=8)
+        return fake_quant(y, low, high)
 
     def _updating(self, training) -> bool:
         return bool(training) or self.calibrating
@@ -130,8 +131,7 @@ def _quantize_weights(kernel, axis: int | None):
         return ops.transpose(_quantize_weights(ops.transpose(kernel, order), -1), order)
     reduce = None if axis is None else tuple(range(rank - 1))
     bound = ops.maximum(ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce)), _MIN_WEIGHT_RANGE)
-    return keras.quantizers.fake_quant_with_min_max_vars(kernel, -bound, bound, num_bits=8, narrow_range=True,
-                                                         axis=axis)
+    return fake_quant(kernel, -bound, bound, narrow_range=True, axis=axis)
 
 
 def _moments(z):
@@ -251,7 +251,7 @@ class QATConv(_Ranged):
                 y = y + beta + (conv_bias - moving_mean) * gamma / sigma
         if self.activation == "softmax":
             logits = self._quantize_output(y, update)
-            return keras.quantizers.fake_quant_with_min_max_vars(ops.softmax(logits, axis=-1), *SOFTMAX_RANGE)
+            return fake_quant(ops.softmax(logits, axis=-1), *SOFTMAX_RANGE)
         return self._quantize_output(_activate(y, self.activation), update)
 
     def _update_moving(self, frozen, mean, var) -> None:
