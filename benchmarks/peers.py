@@ -323,6 +323,7 @@ def machine() -> dict:
     fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
     flags = set(fields.get("Flags", "").split())
     info["cpu"] = fields.get("Model name", platform.processor()).strip()
+    info["cpu_family_model"] = f"{fields.get('CPU family', '?').strip()}/{fields.get('Model', '?').strip()}"
     info["features"] = [f for f in FEATURES if f in flags]
     versions = {}
     for package in ("keras", "tensorflow", "jax", "torch", "numpy", "ai-edge-litert"):
