@@ -169,6 +169,17 @@ def test_eval_pipeline_is_deterministic_raw_pixels():
     assert np.array_equal(np.concatenate([b[1].numpy() for b in batches]), y)
 
 
+def test_pipelines_run_without_tf_data_autotuning():
+    """pipeline._finish turns autotuning off: with it, one epoch in five stalled ~2.5 s with the cores idle."""
+    x = np.zeros((8, 4, 4, 1), np.uint8)
+    y = np.arange(8)
+    for ds in (pipeline.train_pipeline(x, y, 4), pipeline.eval_pipeline(x, y, 4),
+               pipeline.train_pipeline(x, y, 4, augment=False)):
+        assert ds.options().autotune.enabled is False
+        assert ds.options().deterministic is True
+        assert sum(len(b[0]) for b in ds) == 8
+
+
 def test_stratified_split_keeps_every_class():
     y = np.repeat(np.arange(5), [2, 3, 10, 50, 1])
     keep, held = splitting.stratified_split(y, 0.2)
