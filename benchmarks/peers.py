@@ -17,7 +17,8 @@ repeats. Every training figure is images/s of steady-state epochs (the first, wh
 - QAT vs float (``--worker qat``): the product's native QAT model (:func:`keras_resnet.quant.native_qat.quantize_model`
   of the trained ResNet-20, what ``keras-resnet qat`` fine-tunes) against the float model, both compiled as
   ``keras-resnet qat`` compiles (SGD momentum, the product's ``--jit auto`` choice) and fitted on the same in-memory
-  arrays, epochs alternating in one process, on TensorFlow and JAX;
+  arrays through ``keras_resnet.data.pipeline.fit_pipelines`` (what ``native_qat.fine_tune`` feeds), epochs
+  alternating in one process, on TensorFlow and JAX;
 - ``keras-resnet convert MODEL.keras --quantize float32`` as a whole process vs a process that loads the same file and
   calls ``model.export(path, format="litert")``.
 
@@ -165,6 +166,7 @@ def worker_qat(args) -> dict:
     import keras
     import numpy as np
 
+    from keras_resnet.data import pipeline
     from keras_resnet.io.model_io import load_model
     from keras_resnet.quant import native_qat
     from keras_resnet.train import jit as jit_lib
@@ -184,10 +186,10 @@ def worker_qat(args) -> dict:
                       jit_compile=jit.setting)
         jit.compiled(model)
         jits[name], timers[name] = jit, _EpochTimer()
+    train, _ = pipeline.fit_pipelines(x, y, args.batch)  # the data path of native_qat.fine_tune
     for _ in range(args.epochs):  # the first epoch of each compiles
         for name, model in models.items():
-            jit_lib.fit(model, jits[name], x, y, epochs=1, batch_size=args.batch, shuffle=True, verbose=0,
-                        callbacks=[timers[name].callback])
+            jit_lib.fit(model, jits[name], train, epochs=1, shuffle=False, verbose=0, callbacks=[timers[name].callback])
     rates = {name: [len(x) / s for s in timer.seconds] for name, timer in timers.items()}
     steady = {name: statistics.median(r[1:] or r) for name, r in rates.items()}
     return {"float_images_per_s": steady["float"], "qat_images_per_s": steady["qat"],

@@ -75,6 +75,15 @@ def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, *, flip: bool 
     return _finish(ds, shard_by_data)
 
 
+def fit_pipelines(x: np.ndarray, y: np.ndarray, batch_size: int, *, validation: tuple | None = None, seed: int = 0):
+    """``(training, validation or None)`` for a ``model.fit`` over in-memory arrays without augmentation (the QAT
+    fine-tunes): reshuffled every epoch, batched, ``float32`` images. Keras' own array adapter would autotune (see
+    :func:`_finish`)."""
+    train = train_pipeline(np.asarray(x), np.asarray(y), batch_size, seed=seed, augment=False)
+    return train, None if validation is None else eval_pipeline(np.asarray(validation[0]), np.asarray(validation[1]),
+                                                                batch_size)
+
+
 def eval_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, *, shard_by_data: bool = True):
     """Deterministic (in order, no augmentation) batched ``(float32 image, int64 label)`` pipeline."""
     import tensorflow as tf

@@ -8,8 +8,9 @@ also computes the gradients of the range (two full-size masks and sums per call)
 QAT layers never train a range (activation ranges are non-trainable variables, weight bounds are
 ``stop_gradient``), so :func:`straight_through` computes Keras' forward values exactly, with the straight-through
 gradient for the input only (1 inside the nudged range, 0 outside, as Keras' mask), as plain ops XLA fuses. Why:
-ResNet-20 QAT fine-tuning on JAX, digits, batch 128, in-memory ``fit``, 2-core Zen 4 EPYC (AVX-512): a QAT step
-cost 1.27x a float step with Keras' op, 1.04x with this one (``benchmarks/peers.py --worker qat``, same process).
+ResNet-20 QAT fine-tuning on JAX, digits, batch 128, in-memory ``fit``, quiet 2-core Zen 4 EPYC (AVX-512): a QAT
+step cost 1.27x a float step with Keras' op, 0.98-1.04x with this one (``benchmarks/peers.py --worker qat``, float
+and QAT epochs alternating in one process).
 """
 
 from __future__ import annotations

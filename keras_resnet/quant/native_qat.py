@@ -32,6 +32,7 @@ import numpy as np
 
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.core.files import atomic_path, check_output
+from keras_resnet.data import pipeline
 from keras_resnet.quant.common import (
     QATResult,
     accuracy,
@@ -299,10 +300,8 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
                       metrics=["accuracy"], jit_compile=jit.setting)
     jit.compiled(qat_model)
-    return jit_lib.fit(qat_model, jit, np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
-                       validation_data=None if validation is None else
-                       (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
-                       verbose=verbose, shuffle=True)
+    train, val = pipeline.fit_pipelines(x, y, batch_size, validation=validation, seed=seed)
+    return jit_lib.fit(qat_model, jit, train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False)
 
 
 def qat_fine_tune(model_or_path, spec, output_path: str, *, force: bool = False, unsafe: bool = False,

@@ -26,6 +26,7 @@ import numpy as np
 from keras_resnet.core import compat
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.core.files import atomic_path, atomic_write, check_output
+from keras_resnet.data import pipeline
 from keras_resnet.io.preprocessing import preprocessing_path
 from keras_resnet.quant.common import QATResult, accuracy, load_for_qat
 from keras_resnet.quant.tf_keras_twin import FOLDABLE_INTO, TranslationError, to_tf_keras
@@ -179,10 +180,9 @@ def fine_tune(qat_model, x, y, *, epochs: int, batch_size: int = 64, learning_ra
         jit_compile=None if jit.setting == jit_lib.KERAS_AUTO else jit.setting,  # tf_keras' "auto" is None
     )
     jit.compiled(qat_model)
-    return jit_lib.fit(qat_model, jit, np.asarray(x, "float32"), np.asarray(y), epochs=epochs, batch_size=batch_size,
-                       validation_data=None if validation is None else
-                       (np.asarray(validation[0], "float32"), np.asarray(validation[1])),
-                       verbose=verbose, shuffle=True, callbacks=[KeepFrozen()] if frozen else None)
+    train, val = pipeline.fit_pipelines(x, y, batch_size, validation=validation, seed=seed)
+    return jit_lib.fit(qat_model, jit, train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False,
+                       callbacks=[KeepFrozen()] if frozen else None)
 
 
 def qat_fine_tune(model_or_path, spec: QATSpec, output_path: str, *, force: bool = False, unsafe: bool = False,
