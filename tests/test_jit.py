@@ -22,7 +22,7 @@ AVX512 = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"]
 
 
 @pytest.mark.parametrize("requested, backend, accelerator, features, distributed, setting", [
-    ("auto", "tensorflow", False, AVX2, False, True),  # 2x measured on an AVX2-only EPYC (issue 23)
+    ("auto", "tensorflow", False, AVX2, False, True),  # Eigen kernels: 2x measured on an AVX2-only EPYC (issue 23)
     ("auto", "tensorflow", False, AVX512, False, False),  # slower on AVX-512 Xeon and Zen 4 (docs/training.md)
     ("auto", "tensorflow", False, ["asimd", "asimddp"], False, "auto"),  # Arm: unmeasured, Keras' choice
     ("auto", "tensorflow", False, None, False, "auto"),  # unknown CPU
@@ -39,6 +39,21 @@ AVX512 = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"]
 def test_the_rule(requested, backend, accelerator, features, distributed, setting):
     jit = jit_lib.decide(requested, backend, accelerator=accelerator, features=features, distributed=distributed)
     assert jit.setting == setting and jit.requested == requested and jit.backend == backend and jit.reason
+
+
+def test_avx2_with_onednn_keeps_xla_off(monkeypatch):
+    """With TensorFlow's oneDNN kernels on (what keras-resnet sets on AVX2 CPUs), XLA stays off on AVX2 too (0.6x
+    measured under emulate_isa --isa avx2); TF_ENABLE_ONEDNN_OPTS is read as TensorFlow reads it."""
+    jit = jit_lib.decide("auto", "tensorflow", features=AVX2, steps=1000, onednn=True)
+    assert jit.setting is False and "oneDNN" in jit.reason
+    assert jit_lib.decide("auto", "tensorflow", features=AVX2, steps=1000, onednn=False).setting is True
+    assert jit_lib.decide("on", "tensorflow", features=AVX2, onednn=True).setting is True
+    assert jit_lib.decide("auto", "tensorflow", features=AVX512, onednn=False).setting is False
+    for value, expected in (("1", True), ("true", True), ("0", False), ("false", False)):
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", value)
+        assert jit_lib.onednn_requested() is expected
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert jit_lib.onednn_requested() is False
 
 
 def test_a_short_run_does_not_pay_for_the_compile():
@@ -63,8 +78,11 @@ def test_the_rule_sees_the_features_emulate_isa_leaves(monkeypatch):
     assert jit_lib.decide("auto", "tensorflow", features=cpu_info(text)["features"]).setting is True
     monkeypatch.setattr("resnet_edge.cpu.cpu_info", lambda: cpu_info(text))
     monkeypatch.setattr(jit_lib, "has_accelerator", lambda backend: False)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     chosen = jit_lib.choose("auto", backend="tensorflow")
-    assert chosen.setting is True and "without AVX-512" in chosen.reason
+    assert chosen.setting is True and "without AVX-512 or oneDNN" in chosen.reason
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert jit_lib.choose("auto", backend="tensorflow").setting is False
 
 
 def test_bad_modes_are_refused():

@@ -125,7 +125,8 @@ SHARED: dict[str, Flag] = {
                        "tensorflow-model-optimization on a tf_keras twin, TensorFlow only, writes .h5",
                        choices=QAT_ENGINES),
     "jit": Flag("XLA compilation of the training steps (Keras' jit_compile): auto picks it for the backend and "
-                "machine (TensorFlow on a CPU-only x86 machine: on without AVX-512, off with it; JAX always compiles; "
+                "machine (TensorFlow on a CPU-only x86 machine: off, its oneDNN kernels are faster; on only for AVX2 "
+                "with TF_ENABLE_ONEDNN_OPTS=0; JAX always compiles; "
                 "GPUs: Keras' choice) and falls back to no XLA, with a warning, where XLA cannot compile the model; "
                 "on: an error there (docs/training.md, \"Compile mode\")", choices=JIT_MODES),
     "min_agreement": Flag("refuse a .tflite whose top-1 agreement with the Keras model is below this, in [0, 1] "

@@ -8,12 +8,17 @@ warning (``auto``) or stops with one error line (``on``). ``summary.json`` and t
 
 ``--jit auto`` (measurements in docs/training.md, "Compile mode"):
 
-- TensorFlow, CPU only, x86 without AVX-512: XLA on. TensorFlow's own kernels are slow there: ResNet-20 ``fit``,
-  batch 128, 2 threads, gave 46.8 images/s without XLA and 93.5 with it on a 2-core AVX2-only AMD EPYC (issue 23).
-- ... except for a short run, under ``SHORT_RUN_STEPS`` training steps: XLA off. Its compile is paid once per
-  run: it added 34 s to the first epoch of ResNet-20 (digits, 1,024 images, batch 128, emulate_isa --isa avx2 on a
-  loaded Zen 4), while it saves about 1.4 s a step on the AVX2 EPYC above (2.7 → 1.4 s per 128 images), so it
-  repays after some 25 steps; 100 leaves room for bigger models' longer compiles. Smoke runs and tests stay off.
+- TensorFlow, CPU only, x86 with AVX2 but not AVX-512, a run of under ``SHORT_RUN_STEPS`` training steps: XLA off.
+  Its compile is paid once per run: it added 34 s to the first epoch of ResNet-20 (digits, 1,024 images, batch 128,
+  emulate_isa --isa avx2 on a loaded Zen 4), while at best it saves about 1.4 s a step (the AVX2 EPYC below), so
+  it repays after some 25 steps; 100 leaves room for bigger models' longer compiles. Smoke runs and tests stay off.
+- ... with TensorFlow's oneDNN kernels on (``TF_ENABLE_ONEDNN_OPTS=1``, which ``keras-resnet`` sets on AVX2 CPUs:
+  :func:`keras_resnet.core.console.prefer_onednn`): XLA off. ResNet-20 ``keras-resnet train`` on digits under
+  emulate_isa --isa avx2 (quiet Zen 4): 340-419 images/s without XLA, 211-271 with it; XLA:CPU's convolutions
+  took 2.3x oneDNN's there (benchmarks/conv_kernels.py).
+- ... with TensorFlow's own Eigen kernels (oneDNN off: TensorFlow's default on such CPUs, or
+  ``TF_ENABLE_ONEDNN_OPTS=0``): XLA on. ResNet-20 ``fit``, batch 128, 2 threads, gave 46.8 images/s without XLA and
+  93.5 with it on a 2-core AVX2-only AMD EPYC (issue 23).
 - TensorFlow, CPU only, x86 with AVX-512: XLA off, Keras' choice. oneDNN's AVX-512 kernels win: ``jit_compile`` was
   measured slower on an AVX-512 Xeon (issue 23) and on an AVX-512 AMD EPYC (Zen 4, docs/training.md).
 - TensorFlow with a GPU or under a tf.distribute strategy, Arm or unknown CPUs: Keras' "auto" (XLA on GPUs when
@@ -28,10 +33,12 @@ The CPU features come from :func:`resnet_edge.cpu.cpu_info`, the reader the benc
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from keras_resnet.core.console import ONEDNN_ENV
 from keras_resnet.core.errors import ConfigError, Error
 from keras_resnet.spec.fields import JIT_MODES
 from keras_resnet.spec.specs import check_choice
@@ -75,11 +82,12 @@ class Jit:
 
 
 def decide(requested: str, backend: str, *, accelerator: bool = False, features: list[str] | None = None,
-           distributed: bool = False, steps: int | None = None) -> Jit:
+           distributed: bool = False, steps: int | None = None, onednn: bool = False) -> Jit:
     """The rule (see the module docstring): ``--jit`` ``requested`` on Keras backend ``backend``; ``accelerator``:
     whether the backend sees a GPU/TPU; ``features``: :func:`resnet_edge.cpu.cpu_info`'s (None: unknown);
     ``distributed``: under a tf.distribute strategy other than the default one; ``steps``: the training steps this
-    run will take (None: unknown)."""
+    run will take (None: unknown); ``onednn``: whether ``TF_ENABLE_ONEDNN_OPTS`` turns TensorFlow's oneDNN kernels
+    on (:func:`onednn_requested`)."""
     check_choice("--jit", requested, JIT_MODES)
     if requested == "on":
         return Jit(requested, backend, True, "asked for" + (": torch.compile" if backend == "torch" else ""))
@@ -103,7 +111,10 @@ def decide(requested: str, backend: str, *, accelerator: bool = False, features:
         if steps is not None and steps < SHORT_RUN_STEPS:
             return Jit(requested, backend, False, f"a short run ({steps} steps): XLA's compile would cost more than "
                                                   "it saves")
-        return Jit(requested, backend, True, "CPU-only x86 without AVX-512: XLA is about 2x faster")
+        if onednn:
+            return Jit(requested, backend, False, "CPU-only x86 with AVX2 and TensorFlow's oneDNN kernels: they are "
+                                                  "faster than XLA's")
+        return Jit(requested, backend, True, "CPU-only x86 without AVX-512 or oneDNN: XLA is about 2x faster")
     return Jit(requested, backend, KERAS_AUTO, "Keras' choice on this CPU (unmeasured): off")
 
 
@@ -121,7 +132,14 @@ def choose(requested: str = "auto", *, backend: str | None = None, distributed: 
     from resnet_edge.cpu import cpu_info
 
     return decide(requested, backend, accelerator=has_accelerator(backend), features=cpu_info()["features"],
-                  distributed=distributed, steps=steps)
+                  distributed=distributed, steps=steps, onednn=onednn_requested())
+
+
+def onednn_requested() -> bool:
+    """Whether ``TF_ENABLE_ONEDNN_OPTS`` asks TensorFlow for its oneDNN kernels ("1" or "true", as TensorFlow reads
+    it). Unset, TensorFlow decides: on with AVX-512 VNNI/BF16, AVX-VNNI or AMX (AVX-512 is ruled on before this is
+    read), off on plain AVX2."""
+    return os.environ.get(ONEDNN_ENV, "").strip().lower() in ("1", "true")
 
 
 def has_accelerator(backend: str) -> bool:
