@@ -11,6 +11,7 @@ import pytest
 from training_helpers import run
 
 from keras_resnet.cli.main import parser_for
+from keras_resnet.core import console
 from keras_resnet.core.errors import ConfigError
 from keras_resnet.spec.commands import QATSpec
 from keras_resnet.spec.fields import from_args
@@ -51,9 +52,9 @@ def test_avx2_with_onednn_keeps_xla_off(monkeypatch):
     assert jit_lib.decide("auto", "tensorflow", features=AVX512, onednn=False).setting is False
     for value, expected in (("1", True), ("true", True), ("0", False), ("false", False)):
         monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", value)
-        assert jit_lib.onednn_requested() is expected
+        assert console.onednn_requested() is expected
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
-    assert jit_lib.onednn_requested() is False
+    assert console.onednn_requested() is False
 
 
 def test_a_short_run_does_not_pay_for_the_compile():

@@ -158,6 +158,12 @@ def prefer_onednn(features: list[str] | None = None) -> bool:
     return True
 
 
+def onednn_requested() -> bool:
+    """Whether ``TF_ENABLE_ONEDNN_OPTS`` asks TensorFlow for its oneDNN kernels ("1" or "true", as TensorFlow reads
+    it). Unset, TensorFlow decides: on with AVX-512 VNNI/BF16, AVX-VNNI or AMX, off on plain AVX2."""
+    return os.environ.get(ONEDNN_ENV, "").strip().lower() in ("1", "true")
+
+
 def import_tensorflow(silenced: bool = True):
     """Import TensorFlow (and Keras on it) with its start-up lines hidden, its oneDNN kernels preferred
     (:func:`prefer_onednn`); returns the module."""

@@ -33,12 +33,11 @@ The CPU features come from :func:`resnet_edge.cpu.cpu_info`, the reader the benc
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from keras_resnet.core.console import ONEDNN_ENV
+from keras_resnet.core.console import onednn_requested
 from keras_resnet.core.errors import ConfigError, Error
 from keras_resnet.spec.fields import JIT_MODES
 from keras_resnet.spec.specs import check_choice
@@ -87,7 +86,7 @@ def decide(requested: str, backend: str, *, accelerator: bool = False, features:
     whether the backend sees a GPU/TPU; ``features``: :func:`resnet_edge.cpu.cpu_info`'s (None: unknown);
     ``distributed``: under a tf.distribute strategy other than the default one; ``steps``: the training steps this
     run will take (None: unknown); ``onednn``: whether ``TF_ENABLE_ONEDNN_OPTS`` turns TensorFlow's oneDNN kernels
-    on (:func:`onednn_requested`)."""
+    on (:func:`keras_resnet.core.console.onednn_requested`)."""
     check_choice("--jit", requested, JIT_MODES)
     if requested == "on":
         return Jit(requested, backend, True, "asked for" + (": torch.compile" if backend == "torch" else ""))
@@ -134,12 +133,6 @@ def choose(requested: str = "auto", *, backend: str | None = None, distributed: 
     return decide(requested, backend, accelerator=has_accelerator(backend), features=cpu_info()["features"],
                   distributed=distributed, steps=steps, onednn=onednn_requested())
 
-
-def onednn_requested() -> bool:
-    """Whether ``TF_ENABLE_ONEDNN_OPTS`` asks TensorFlow for its oneDNN kernels ("1" or "true", as TensorFlow reads
-    it). Unset, TensorFlow decides: on with AVX-512 VNNI/BF16, AVX-VNNI or AMX (AVX-512 is ruled on before this is
-    read), off on plain AVX2."""
-    return os.environ.get(ONEDNN_ENV, "").strip().lower() in ("1", "true")
 
 
 def has_accelerator(backend: str) -> bool:
